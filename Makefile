@@ -1,0 +1,46 @@
+# admire — every target sets itself up: `make study NAME=demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TORCH  := torch==2.13.0
+NAME   ?= demo
+ARGS   ?=
+
+.PHONY: setup study resume status ui test bench lint clean-venv
+
+setup: $(STAMP)
+
+# torch goes in first and pinned: this disk holds its CPU wheel, and on a GPU box the same pin
+# resolves to the CUDA build. pip then keeps it while installing the rest.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+study: setup
+	$(BIN)/python -m admire run studies/$(NAME).yaml $(if $(OVERWRITE),--overwrite) $(ARGS)
+
+resume: setup
+	$(BIN)/python -m admire resume $(NAME) $(ARGS)
+
+status: setup
+	$(BIN)/python -m admire status $(NAME)
+
+ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
+		--default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port 5000
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/proposal_time.py
+
+lint: setup
+	$(BIN)/ruff check admire tests bench scripts
+	$(BIN)/ruff format --check admire tests bench scripts
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,74 @@
+"""`python -m admire run|resume|status|best`: the command line over `admire.Study`.
+
+Exit codes: 0 done, 1 the study failed while running, 2 bad input (config, names, an existing
+or locked study); with 2 nothing has been written to the tracking store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="admire", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start a study from studies/NAME.yaml and run it")
+    run.add_argument("config", help="path to the study YAML")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing study of the same name (old runs are soft-deleted)",
+    )
+    resume = sub.add_parser("resume", help="continue a study after a crash or a finished budget")
+    resume.add_argument("name")
+    resume.add_argument("--max-trials", type=int, help="run this many more trials")
+    resume.add_argument("--max-cost", type=float, help="spend this many more target-run units")
+    status = sub.add_parser("status", help="trials, cost and recommendation of a study")
+    status.add_argument("name")
+    best = sub.add_parser("best", help="print the recommended mixture of a study")
+    best.add_argument("name")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from admire.config import ConfigError
+    from admire.study import Study, StudyExistsError, StudyLockedError, StudyNotFoundError
+
+    try:
+        if args.command == "run":
+            study = Study.create(
+                args.config, tracking_uri=args.tracking_uri, overwrite=args.overwrite
+            )
+            print(f"[{study.name}] tracking in {study.store.uri} (parent run {study.parent_id})")
+            study.optimize()
+        elif args.command == "resume":
+            study = Study.load(args.name, tracking_uri=args.tracking_uri)
+            study.resume(max_trials=args.max_trials, max_cost=args.max_cost)
+        elif args.command == "status":
+            study = Study.load(args.name, tracking_uri=args.tracking_uri)
+            trials = study.trials
+            states = {
+                s: sum(t.state == s for t in trials) for s in ("COMPLETED", "FAILED", "RUNNING")
+            }
+            print(
+                f"study {study.name}: {len(trials)} trials {states}, "
+                f"cost {study.spent(trials):.4g} target-run units"
+            )
+            rec = study.best()
+            print(rec if rec is not None else "no completed trial yet")
+        elif args.command == "best":
+            rec = Study.load(args.name, tracking_uri=args.tracking_uri).best()
+            print(rec if rec is not None else "no completed trial yet")
+    except (ConfigError, StudyExistsError, StudyNotFoundError, StudyLockedError) as err:
+        print(f"admire: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,282 @@
+"""Study configuration: the pydantic models behind `studies/NAME.yaml`.
+
+Every field is validated up front, before anything touches the tracking store, so a bad file
+costs one clear message and leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class ConfigError(ValueError):
+    """A study file that cannot be used; the message names the file, the field and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Domain(_Strict):
+    """One data domain and the share of the mixture it may take."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    min: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    max: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Domain:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
+        return self
+
+
+class Objective(_Strict):
+    """Which metrics make the objective, and how they are combined into one number.
+
+    `metrics` takes metric names or shell-style patterns (`loss.*`); `aggregate` is `mean`
+    (default), `sum` or `weighted` (then `weights` maps each metric to its weight).
+    """
+
+    metrics: list[str] = Field(min_length=1)
+    aggregate: Literal["mean", "sum", "weighted"] = "mean"
+    weights: dict[str, float] | None = None
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _weights_match(self) -> Objective:
+        if self.aggregate == "weighted":
+            if not self.weights:
+                raise ValueError("aggregate 'weighted' needs `weights: {metric: weight}`")
+            if any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
+                raise ValueError("weights must be non-negative with a positive sum")
+        elif self.weights is not None:
+            raise ValueError("`weights` is only used with aggregate: weighted")
+        return self
+
+    def resolve(self, available: list[str]) -> list[str]:
+        """The concrete metric names this objective reads, in a fixed order."""
+        chosen: list[str] = []
+        for pattern in self.metrics:
+            hits = [m for m in available if fnmatch.fnmatchcase(m, pattern)]
+            if not hits:
+                raise ConfigError(
+                    f"objective.metrics: '{pattern}' matches no metric; available: "
+                    + ", ".join(available)
+                )
+            chosen.extend(h for h in hits if h not in chosen)
+        if self.weights is not None:
+            missing = sorted(set(self.weights) - set(chosen))
+            if missing:
+                raise ConfigError(f"objective.weights: {missing} are not among {chosen}")
+        return chosen
+
+    def combine(self, values: dict[str, float], metrics: list[str]) -> float:
+        """Aggregate per-metric values into the objective (in the metrics' own direction)."""
+        xs = [values[m] for m in metrics]
+        if self.aggregate == "sum":
+            return float(math.fsum(xs))
+        if self.aggregate == "weighted":
+            assert self.weights is not None
+            ws = [self.weights.get(m, 0.0) for m in metrics]
+            return float(math.fsum(w * x for w, x in zip(ws, xs, strict=True)) / math.fsum(ws))
+        return float(math.fsum(xs) / len(xs))
+
+
+class Fidelity(_Strict):
+    """A model size (by name) trained on a number of tokens."""
+
+    model_size: str
+    tokens: Annotated[float, Field(gt=0)]
+
+
+class Fidelities(_Strict):
+    """The fidelities a study may run, and the target one it optimises for.
+
+    `model_sizes` maps a size name to its parameter count. `pairs` lists the (size, tokens)
+    combinations that may be run; without it every size is combined with every token budget.
+    """
+
+    model_sizes: dict[str, Annotated[float, Field(gt=0)]] = Field(min_length=1)
+    tokens: list[Annotated[float, Field(gt=0)]] = Field(default_factory=list)
+    pairs: list[Fidelity] | None = None
+    target: Fidelity
+
+    @field_validator("pairs", mode="before")
+    @classmethod
+    def _pairs_from_lists(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [
+                {"model_size": p[0], "tokens": p[1]} if isinstance(p, list | tuple) else p
+                for p in value
+            ]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Fidelities:
+        sizes = list(self.model_sizes)
+        if self.pairs is None and not self.tokens:
+            raise ValueError("give `tokens` (crossed with every model size) or explicit `pairs`")
+        for where, fid in [("target", self.target), *(("pairs", p) for p in self.pairs or [])]:
+            if fid.model_size not in self.model_sizes:
+                raise ValueError(f"{where}: model_size '{fid.model_size}' is not one of {sizes}")
+        if self.target not in self.grid():
+            raise ValueError(
+                f"target ({self.target.model_size}, {self.target.tokens:g} tokens) is not "
+                "among the runnable fidelities"
+            )
+        return self
+
+    def grid(self) -> list[Fidelity]:
+        """Every runnable fidelity, cheapest-looking (params x tokens) first."""
+        if self.pairs is not None:
+            fids = list(dict.fromkeys(self.pairs))
+        else:
+            fids = [Fidelity(model_size=s, tokens=t) for s in self.model_sizes for t in self.tokens]
+        return sorted(fids, key=lambda f: self.model_sizes[f.model_size] * f.tokens)
+
+    def params(self, fid: Fidelity) -> float:
+        return self.model_sizes[fid.model_size]
+
+
+class Budget(_Strict):
+    """When a study stops: after `max_trials` trials or `max_cost` target-run units, first hit."""
+
+    max_trials: Annotated[int, Field(gt=0)] | None = None
+    max_cost: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Budget:
+        if self.max_trials is None and self.max_cost is None:
+            raise ValueError("set max_trials, max_cost or both")
+        return self
+
+
+class ReplayRunnerConfig(_Strict):
+    """Answer trials from a table of released runs (see README, "Run tables").
+
+    `table` is `regmix-pile` (shipped) or a path to a CSV. In `pool` mode the optimiser picks
+    among the table's not-yet-used runs; in `continuous` mode it proposes any mixture and a GP
+    fitted to the table at that fidelity answers with its posterior mean.
+    """
+
+    kind: Literal["replay"]
+    table: str = "regmix-pile"
+    mode: Literal["pool", "continuous"] = "pool"
+
+
+RunnerConfig = Annotated[ReplayRunnerConfig, Field(discriminator="kind")]
+
+
+class OptimizerConfig(_Strict):
+    """Settings of admire's multi-fidelity BO loop; the defaults suit most studies."""
+
+    n_initial: Annotated[int, Field(ge=2)] = 10
+    acquisition: Literal["mf-mes"] = "mf-mes"
+    n_candidates: Annotated[int, Field(ge=16, le=100_000)] = 1024
+    fixed_cost: Annotated[float, Field(ge=0.0)] = 0.0
+    """Overhead charged to every trial in the acquisition's cost (target-run units)."""
+
+
+class StudyConfig(_Strict):
+    """A whole study: what to mix, what to optimise, at which fidelities, within what budget."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str = ""
+    seed: Annotated[int, Field(ge=0)] = 0
+    domains: list[Domain] = Field(min_length=2)
+    objective: Objective
+    fidelities: Fidelities
+    budget: Budget
+    runner: RunnerConfig
+    optimizer: OptimizerConfig = OptimizerConfig()
+
+    @field_validator("domains", mode="before")
+    @classmethod
+    def _names_or_mappings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": d} if isinstance(d, str) else d for d in value]
+        return value
+
+    @model_validator(mode="after")
+    def _feasible_simplex(self) -> StudyConfig:
+        names = [d.name for d in self.domains]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"domains: {dupes} appear more than once")
+        lo = math.fsum(d.min for d in self.domains)
+        hi = math.fsum(d.max for d in self.domains)
+        if lo > 1.0 + 1e-12 or hi < 1.0 - 1e-12:
+            raise ValueError(
+                f"domains: no mixture fits the bounds (mins sum to {lo:g}, maxes to {hi:g}; "
+                "a mixture sums to 1)"
+            )
+        return self
+
+    @property
+    def domain_names(self) -> list[str]:
+        return [d.name for d in self.domains]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: invalid study config"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
+            msg = f"got {e['input']!r}; allowed: {e['ctx']['expected']}"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown field (a typo?)"
+        elif e["type"] == "union_tag_invalid":
+            msg = f"got {e['ctx']['tag']!r}; allowed: {e['ctx']['expected_tags']}"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> StudyConfig:
+    """Validate a mapping as a StudyConfig, raising ConfigError with every problem listed."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(data).__name__}"
+        )
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(source, err)) from None
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate `studies/NAME.yaml`."""
+    path = Path(path)
+    if not path.is_file():
+        studies = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        hint = f" (studies here: {', '.join(studies)})" if studies else ""
+        raise ConfigError(f"{path}: no such study file{hint}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,1 @@
+"""The optimiser: multi-fidelity GP (surrogate), cost-aware acquisition, cost model."""

@@ -1,0 +1,306 @@
+"""MLflow tracking: the study's one source of truth.
+
+Layout: one MLflow experiment per study (named after it) holding one parent run (the study,
+also named after it, tagged `admire.kind=study`, carrying the validated config) and one child
+run per trial (tagged `admire.kind=trial` and `trial=<index>`, nested under the parent).
+
+A trial's child run is created with its full spec in a tag (`admire.spec`, JSON) in the same
+call that creates it, so a crash can never leave a trial run without knowing what it was. Its
+results are logged as one batch of metrics; the trial then is complete even if the process
+dies before the `status` tag and the run's end are written (resume finishes those). The
+optimiser keeps no state of its own: it rebuilds from these records, so the two never disagree.
+
+The default store is SQLite under ./mlruns (`sqlite:///mlruns/mlflow.db`, artifacts in
+./mlruns/artifacts): MLflow's recommended backend since 3.7. Any tracking URI works, via the
+`tracking_uri` argument or MLFLOW_TRACKING_URI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from admire.config import Fidelity, StudyConfig
+from admire.runners.base import TrialResult, TrialSpec
+
+DEFAULT_STORE_DIR = Path("mlruns")
+KIND_TAG = "admire.kind"
+STUDY_TAG = "admire.study"
+CONFIG_TAG = "admire.config"
+SPEC_TAG = "admire.spec"
+TRIAL_TAG = "trial"
+STATUS_TAG = "status"
+RUNNING, COMPLETED, FAILED = "RUNNING", "COMPLETED", "FAILED"
+OBJECTIVE = "objective"
+COST = "cost"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The tracking URI to use: the argument, else MLFLOW_TRACKING_URI, else ./mlruns SQLite."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{(DEFAULT_STORE_DIR / 'mlflow.db').resolve()}"
+
+
+def local_store_dir(uri: str) -> Path | None:
+    """The folder holding a local store (SQLite file or file store), else None."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        return Path(uri.removeprefix("sqlite:///")).resolve().parent
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path or uri).resolve()
+    return None
+
+
+@dataclass
+class TrialRecord:
+    """A trial as the store has it."""
+
+    run_id: str
+    spec: TrialSpec
+    state: str
+    step: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+    closed: bool = True
+
+    @property
+    def objective(self) -> float | None:
+        return self.metrics.get(OBJECTIVE)
+
+    @property
+    def raw_cost(self) -> float:
+        return self.metrics.get(COST + ".raw", 0.0)
+
+
+def spec_to_json(spec: TrialSpec) -> str:
+    return json.dumps(
+        {
+            "index": spec.index,
+            "weights": spec.weights,
+            "model_size": spec.fidelity.model_size,
+            "tokens": spec.fidelity.tokens,
+            "seed": spec.seed,
+            "pool_id": spec.pool_id,
+        }
+    )
+
+
+def spec_from_json(text: str) -> TrialSpec:
+    d = json.loads(text)
+    return TrialSpec(
+        index=int(d["index"]),
+        weights={k: float(v) for k, v in d["weights"].items()},
+        fidelity=Fidelity(model_size=d["model_size"], tokens=float(d["tokens"])),
+        seed=int(d["seed"]),
+        pool_id=d.get("pool_id"),
+    )
+
+
+class StudyStore:
+    """Reads and writes studies and their trials in an MLflow tracking store."""
+
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        self.uri = resolve_tracking_uri(tracking_uri)
+        store_dir = local_store_dir(self.uri)
+        self.artifact_root = None
+        if store_dir is not None and self.uri.startswith("sqlite:"):
+            store_dir.mkdir(parents=True, exist_ok=True)
+            self.artifact_root = (store_dir / "artifacts").as_uri()
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    # ---- studies -------------------------------------------------------------------------
+    def find_study(self, name: str) -> str | None:
+        """The parent run id of study `name`, or None."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None or exp.lifecycle_stage != "active":
+            return None
+        runs = self.client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`{KIND_TAG}` = 'study' and tags.`{STUDY_TAG}` = '{name}'",
+            run_view_type=ViewType.ACTIVE_ONLY,
+        )
+        if len(runs) > 1:
+            raise RuntimeError(f"study {name!r} has {len(runs)} parent runs in {self.uri}")
+        return runs[0].info.run_id if runs else None
+
+    def study_config_yaml(self, parent_id: str) -> str:
+        return self.client.get_run(parent_id).data.tags[CONFIG_TAG]
+
+    def list_studies(self) -> list[str]:
+        return sorted(
+            e.name
+            for e in self.client.search_experiments()
+            if self.client.search_runs(
+                [e.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'study'", max_results=1
+            )
+        )
+
+    def create_study(self, config: StudyConfig) -> str:
+        """Create the study's experiment (if new) and parent run; returns the parent run id."""
+        config_yaml = config.to_yaml()
+        if len(config_yaml) > 8000:
+            raise ValueError("the study config is over MLflow's 8000-character tag limit")
+        exp = self.client.get_experiment_by_name(config.name)
+        if exp is None:
+            exp_id = self.client.create_experiment(
+                config.name,
+                artifact_location=f"{self.artifact_root}/{config.name}"
+                if self.artifact_root
+                else None,
+                tags={KIND_TAG: "study"},
+            )
+        else:
+            exp_id = exp.experiment_id
+            if exp.lifecycle_stage != "active":
+                self.client.restore_experiment(exp_id)
+        run = self.client.create_run(
+            exp_id,
+            run_name=config.name,
+            tags={KIND_TAG: "study", STUDY_TAG: config.name, CONFIG_TAG: config_yaml},
+        )
+        params = [
+            Param("seed", str(config.seed)),
+            Param("runner", config.runner.kind),
+            Param(
+                "target_fidelity",
+                f"{config.fidelities.target.model_size}@{config.fidelities.target.tokens:g}",
+            ),
+            Param("max_trials", str(config.budget.max_trials)),
+            Param("max_cost", str(config.budget.max_cost)),
+        ]
+        self.client.log_batch(run.info.run_id, params=params)
+        return run.info.run_id
+
+    def delete_study(self, parent_id: str) -> int:
+        """Soft-delete a study's parent and child runs (MLflow can restore them); returns count."""
+        children = self._children(parent_id)
+        for run in children:
+            self.client.delete_run(run.info.run_id)
+        self.client.delete_run(parent_id)
+        return len(children) + 1
+
+    def mark_study(self, parent_id: str, running: bool) -> None:
+        if running:
+            self.client.update_run(parent_id, status="RUNNING")
+        else:
+            self.client.set_terminated(parent_id, status="FINISHED")
+
+    def log_study_progress(self, parent_id: str, step: int, values: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
+        self.client.log_batch(parent_id, metrics=metrics)
+
+    # ---- trials --------------------------------------------------------------------------
+    def _children(self, parent_id: str) -> list:
+        exp_id = self.client.get_run(parent_id).info.experiment_id
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [exp_id],
+                filter_string=(
+                    f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}' and tags.`{KIND_TAG}` = 'trial'"
+                ),
+                run_view_type=ViewType.ACTIVE_ONLY,
+                max_results=1000,
+                page_token=token,
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def trials(self, parent_id: str) -> list[TrialRecord]:
+        """Every trial of the study, by index; raises if the store holds duplicates."""
+        records: dict[int, TrialRecord] = {}
+        for run in self._children(parent_id):
+            tags = run.data.tags
+            spec = spec_from_json(tags[SPEC_TAG])
+            if spec.index in records:
+                raise RuntimeError(f"trial {spec.index} has two runs in the store")
+            metrics = dict(run.data.metrics)
+            state = tags.get(STATUS_TAG, RUNNING)
+            if state == RUNNING and OBJECTIVE in metrics and COST + ".raw" in metrics:
+                state = COMPLETED  # results were logged; only the closing writes were lost
+            records[spec.index] = TrialRecord(
+                run_id=run.info.run_id,
+                spec=spec,
+                state=state,
+                step=tags.get("generation_step", ""),
+                metrics=metrics,
+                error=tags.get("error", ""),
+                closed=tags.get(STATUS_TAG, RUNNING) != RUNNING and run.info.status != "RUNNING",
+            )
+        return [records[i] for i in sorted(records)]
+
+    def start_trial(
+        self, parent_id: str, spec: TrialSpec, step: str, predicted: tuple[float, float] | None
+    ) -> str:
+        """Create the trial's child run, spec included, in one call; then log its params."""
+        exp_id = self.client.get_run(parent_id).info.experiment_id
+        tags = {
+            KIND_TAG: "trial",
+            MLFLOW_PARENT_RUN_ID: parent_id,
+            TRIAL_TAG: str(spec.index),
+            STATUS_TAG: RUNNING,
+            SPEC_TAG: spec_to_json(spec),
+            "generation_step": step,
+        }
+        if predicted is not None:
+            tags["predicted_mean"] = f"{predicted[0]:.6g}"
+            tags["predicted_sd"] = f"{predicted[1]:.6g}"
+        run = self.client.create_run(exp_id, run_name=f"trial-{spec.index:04d}", tags=tags)
+        self.log_trial_params(run.info.run_id, spec)
+        return run.info.run_id
+
+    def log_trial_params(self, run_id: str, spec: TrialSpec) -> None:
+        params = [Param(f"weight.{k}", repr(v)) for k, v in spec.weights.items()]
+        params += [
+            Param("model_size", spec.fidelity.model_size),
+            Param("tokens", f"{spec.fidelity.tokens:.0f}"),
+            Param("seed", str(spec.seed)),
+        ]
+        if spec.pool_id is not None:
+            params.append(Param("pool_id", spec.pool_id))
+        existing = self.client.get_run(run_id).data.params
+        fresh = [p for p in params if p.key not in existing]
+        if fresh:
+            self.client.log_batch(run_id, params=fresh)
+
+    def reopen_trial(self, run_id: str, spec: TrialSpec) -> None:
+        """Make an interrupted trial's run active again, with its params complete."""
+        self.client.update_run(run_id, status="RUNNING")
+        self.log_trial_params(run_id, spec)
+
+    def finish_trial(
+        self, run_id: str, result: TrialResult, objective: float | None, cost_units: float
+    ) -> None:
+        """Log a trial's results in one batch, then mark it complete (or failed) and end it."""
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in result.metrics.items()]
+        metrics += [Metric(COST, cost_units, now, 0), Metric(COST + ".raw", result.cost, now, 0)]
+        if objective is not None:
+            metrics.append(Metric(OBJECTIVE, objective, now, 0))
+        self.client.log_batch(run_id, metrics=metrics)
+        tags = [RunTag(STATUS_TAG, FAILED if result.failed else COMPLETED)]
+        tags += [RunTag(f"info.{k}", v) for k, v in result.info.items()]
+        if result.failed:
+            tags.append(RunTag("error", result.error[:5000]))
+        self.client.log_batch(run_id, tags=tags)
+        self.client.set_terminated(run_id, status="FAILED" if result.failed else "FINISHED")
+
+    def close_trial(self, record: TrialRecord) -> None:
+        """Write the closing tag and end state of a trial whose results are already logged."""
+        self.client.set_tag(record.run_id, STATUS_TAG, record.state)
+        self.client.set_terminated(
+            record.run_id, status="FAILED" if record.state == FAILED else "FINISHED"
+        )
