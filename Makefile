@@ -16,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,corpus]'
 	@touch $(STAMP)
 
 study: setup
@@ -37,6 +37,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/proposal_time.py
+	$(BIN)/python bench/proxy_throughput.py
 
 lint: setup
 	$(BIN)/ruff check admire tests bench scripts

@@ -185,7 +185,84 @@ class ReplayRunnerConfig(_Strict):
     mode: Literal["pool", "continuous"] = "pool"
 
 
-RunnerConfig = Annotated[ReplayRunnerConfig, Field(discriminator="kind")]
+class DomainSource(_Strict):
+    """Where one domain's documents come from: a `builtin` domain of the embedded corpus, or a
+    `path` to a folder of `.txt`/`.md` files or a `.jsonl` file (its `text_field` per line)."""
+
+    builtin: str | None = None
+    path: str | None = None
+    text_field: str = "text"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DomainSource:
+        if (self.builtin is None) == (self.path is None):
+            raise ValueError("give exactly one of `builtin: NAME` or `path: FOLDER_OR_JSONL`")
+        return self
+
+
+class TokenizerConfig(_Strict):
+    """Byte-level BPE trained on a sample of every domain (`sample_mb` per domain), or the
+    tokenizer JSON `file` the user names (a `tokenizers` file; nothing is downloaded)."""
+
+    vocab_size: Annotated[int, Field(ge=260, le=65_535)] = 2048
+    sample_mb: Annotated[float, Field(gt=0)] = 1.0
+    file: str | None = None
+
+
+class ProxyRunnerConfig(_Strict):
+    """Train a small GPT per trial on the proposed mixture (see README, "Proxy training").
+
+    Domains not named in `sources` are read from the embedded corpus under their own name.
+    `eval_at` are the fractions of the token budget at which every domain's validation loss is
+    measured (on `eval_tokens` held-out tokens per domain); the last must be 1.
+    """
+
+    kind: Literal["proxy"]
+    sources: dict[str, DomainSource] = Field(default_factory=dict)
+    max_mb_per_domain: Annotated[float, Field(gt=0)] = 4.0
+    val_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    seq_len: Annotated[int, Field(ge=8, le=8192)] = 256
+    batch_size: Annotated[int, Field(ge=1)] = 4
+    lr: Annotated[float, Field(gt=0)] | None = None
+    """Peak learning rate; by default 2e-3 x sqrt(128 / d_model) of the model size."""
+    warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    weight_decay: Annotated[float, Field(ge=0)] = 0.1
+    eval_at: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [0.125, 0.25, 0.5, 1.0], min_length=1
+    )
+    eval_tokens: Annotated[int, Field(ge=64)] = 8192
+    max_epochs: Annotated[float, Field(gt=0)] | None = None
+    """Cap on passes over any domain's training tokens in a target-fidelity run; it bounds
+    each domain's weight by its size."""
+    timeout_s: Annotated[float, Field(gt=0)] = 3600.0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Annotated[int, Field(ge=1)] = 1
+    compile: Literal["auto", "on", "off"] = "auto"
+    """torch.compile: `auto` compiles on GPU only (on CPU the cold compile costs more than
+    it saves at proxy scale)."""
+    cache_dir: str | None = None
+    """Where tokenised domains and tokenizers are cached; default $ADMIRE_CACHE or
+    ~/.cache/admire."""
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _paths_as_sources(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"path": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @field_validator("eval_at")
+    @classmethod
+    def _ends_at_one(cls, value: list[float]) -> list[float]:
+        value = sorted(set(value))
+        if value[-1] != 1.0:
+            raise ValueError("the last evaluation point must be 1 (the end of the run)")
+        return value
+
+
+RunnerConfig = Annotated[ReplayRunnerConfig | ProxyRunnerConfig, Field(discriminator="kind")]
 
 
 class OptimizerConfig(_Strict):
@@ -217,6 +294,62 @@ class StudyConfig(_Strict):
         if isinstance(value, list):
             return [{"name": d} if isinstance(d, str) else d for d in value]
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_model_sizes(cls, data: Any) -> Any:
+        """Proxy studies may list model sizes by name; their parameter counts come from the
+        model family."""
+        if not isinstance(data, dict) or not isinstance(data.get("runner"), dict):
+            return data
+        fids = data.get("fidelities")
+        if data["runner"].get("kind") != "proxy" or not isinstance(fids, dict):
+            return data
+        sizes = fids.get("model_sizes")
+        if isinstance(sizes, list) and all(isinstance(s, str) for s in sizes):
+            from admire.proxy.sizes import MODEL_SIZES
+
+            unknown = [s for s in sizes if s not in MODEL_SIZES]
+            if unknown:
+                raise ValueError(
+                    f"fidelities.model_sizes: {unknown} are not model sizes; known: "
+                    + ", ".join(MODEL_SIZES)
+                )
+            data = {
+                **data,
+                "fidelities": {
+                    **fids,
+                    "model_sizes": {s: MODEL_SIZES[s].non_embedding_params for s in sizes},
+                },
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _proxy_domains(self) -> StudyConfig:
+        if not isinstance(self.runner, ProxyRunnerConfig):
+            return self
+        from admire.proxy.default_corpus import BUILTIN_DOMAINS
+        from admire.proxy.sizes import MODEL_SIZES
+
+        unknown = [s for s in self.fidelities.model_sizes if s not in MODEL_SIZES]
+        if unknown:
+            raise ValueError(
+                f"fidelities.model_sizes: {unknown} are not model sizes of the proxy family; "
+                f"known: {', '.join(MODEL_SIZES)}"
+            )
+        names = [d.name for d in self.domains]
+        extra = sorted(set(self.runner.sources) - set(names))
+        if extra:
+            raise ValueError(f"runner.sources: {extra} are not among the study's domains")
+        for name in names:
+            src = self.runner.sources.get(name)
+            builtin = name if src is None else src.builtin
+            if builtin is not None and builtin not in BUILTIN_DOMAINS:
+                raise ValueError(
+                    f"domain '{name}' has no source: add `runner.sources.{name}: PATH` or use "
+                    f"a builtin domain ({', '.join(BUILTIN_DOMAINS)})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _feasible_simplex(self) -> StudyConfig:

@@ -25,7 +25,14 @@ import torch
 import yaml
 from filelock import FileLock, Timeout
 
-from admire.config import ConfigError, StudyConfig, load_config, parse_config
+from admire.config import (
+    ConfigError,
+    Domain,
+    ProxyRunnerConfig,
+    StudyConfig,
+    load_config,
+    parse_config,
+)
 from admire.optim.acquisition import mf_mes_scores, predict
 from admire.optim.cost import CostModel
 from admire.optim.surrogate import encode, fit_surrogate
@@ -89,7 +96,7 @@ class Study:
         self.store = store
         self.parent_id = parent_id
         self.runner = runner
-        self.mixtures = MixtureSpace.from_domains(config.domains)
+        self.mixtures = MixtureSpace.from_domains(_capped_domains(config, runner))
         self.fidelities = FidelitySpace.from_config(config.fidelities)
         self.metrics = config.objective.resolve(runner.metric_names())
         self._sign = -1.0 if config.objective.direction == "minimize" else 1.0
@@ -112,7 +119,7 @@ class Study:
         if not isinstance(config, StudyConfig):
             base = Path(config).resolve().parent
             config = load_config(config)
-        config = _absolute_table(config, base)
+        config = _absolute_paths(config, base)
         runner = make_runner(config)  # validates the config against the runner before any write
         config.objective.resolve(runner.metric_names())
         store = StudyStore(tracking_uri)
@@ -272,8 +279,13 @@ class Study:
                 result.error = f"missing metrics {missing}, non-finite {bad}"
             else:
                 objective = self.config.objective.combine(result.metrics, self.metrics)
+        curve = [
+            (t, self.config.objective.combine(m, self.metrics))
+            for t, m in result.curve
+            if all(k in m and math.isfinite(m[k]) for k in self.metrics)
+        ]
         units = self._cost_model(records).to_units(result.cost) if result.cost > 0 else 0.0
-        self.store.finish_trial(run_id, result, objective, units)
+        self.store.finish_trial(run_id, result, objective, units, curve)
         metrics = dict(result.metrics)
         metrics["cost.raw"] = result.cost
         if objective is not None:
@@ -285,6 +297,7 @@ class Study:
             step=step,
             metrics=metrics,
             error=result.error,
+            curve=[] if result.failed else result.curve,
         )
 
     def _after_trial(
@@ -486,13 +499,54 @@ class Study:
         )
 
 
-def _absolute_table(config: StudyConfig, base: Path | None) -> StudyConfig:
-    """Pin a replay table given as a relative path to the study file's folder."""
-    table = config.runner.table
-    if base is None or table in BUILTIN_TABLES or Path(table).is_absolute():
+def _absolute_paths(config: StudyConfig, base: Path | None) -> StudyConfig:
+    """Pin the paths a study file names (a replay table, proxy domains, a tokenizer file)
+    to the study file's folder, so the stored config works from anywhere."""
+    if base is None:
         return config
-    runner = config.runner.model_copy(update={"table": str((base / table).resolve())})
+
+    def pin(path: str) -> str:
+        p = Path(path).expanduser()
+        return str(p if p.is_absolute() else (base / p).resolve())
+
+    runner = config.runner
+    if isinstance(runner, ProxyRunnerConfig):
+        sources = {
+            k: v.model_copy(update={"path": pin(v.path)}) if v.path else v
+            for k, v in runner.sources.items()
+        }
+        tok = runner.tokenizer
+        if tok.file:
+            tok = tok.model_copy(update={"file": pin(tok.file)})
+        runner = runner.model_copy(update={"sources": sources, "tokenizer": tok})
+    elif runner.table not in BUILTIN_TABLES:
+        runner = runner.model_copy(update={"table": pin(runner.table)})
     return config.model_copy(update={"runner": runner})
+
+
+def _capped_domains(config: StudyConfig, runner: Runner) -> list[Domain]:
+    """The study's domains with their maximum weight lowered where the runner caps repetition
+    (a domain too small for its share of a target-fidelity run)."""
+    caps_of = getattr(runner, "domain_caps", None)
+    caps = caps_of(config.fidelities.target.tokens) if caps_of is not None else {}
+    if not caps:
+        return list(config.domains)
+    domains = [
+        d.model_copy(update={"max": min(d.max, caps.get(d.name, 1.0))}) for d in config.domains
+    ]
+    for d in domains:
+        if d.max < d.min:
+            raise ConfigError(
+                f"domain '{d.name}': min {d.min:g} needs more tokens than max_epochs allows "
+                f"(at most {d.max:.3g} of a {config.fidelities.target.tokens:g}-token run)"
+            )
+    if sum(d.max for d in domains) < 1.0:
+        raise ConfigError(
+            "runner.max_epochs: the domains are too small for a "
+            f"{config.fidelities.target.tokens:g}-token target run without repeating one more "
+            "often than max_epochs; raise max_epochs or add data"
+        )
+    return domains
 
 
 @contextmanager

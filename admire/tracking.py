@@ -36,6 +36,8 @@ KIND_TAG = "admire.kind"
 STUDY_TAG = "admire.study"
 CONFIG_TAG = "admire.config"
 SPEC_TAG = "admire.spec"
+CURVE_TAG = "admire.curve"
+MAX_TAG_CHARS = 7900
 TRIAL_TAG = "trial"
 STATUS_TAG = "status"
 RUNNING, COMPLETED, FAILED = "RUNNING", "COMPLETED", "FAILED"
@@ -72,6 +74,8 @@ class TrialRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
     closed: bool = True
+    curve: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    """Intermediate observations (tokens seen, metrics), the last being the final result."""
 
     @property
     def objective(self) -> float | None:
@@ -80,6 +84,19 @@ class TrialRecord:
     @property
     def raw_cost(self) -> float:
         return self.metrics.get(COST + ".raw", 0.0)
+
+
+def _curve_json(curve: list[tuple[int, dict[str, float]]]) -> str:
+    """The curve as compact JSON within MLflow's tag limit (precision is cut before points)."""
+    for digits in (7, 5, 4):
+        text = json.dumps(
+            [[int(t), {k: float(f"{v:.{digits}g}") for k, v in m.items()}] for t, m in curve],
+            separators=(",", ":"),
+        )
+        if len(text) <= MAX_TAG_CHARS:
+            return text
+    keep = max(1, len(curve) * MAX_TAG_CHARS // len(text))
+    return _curve_json(curve[-keep:])
 
 
 def spec_to_json(spec: TrialSpec) -> str:
@@ -238,6 +255,7 @@ class StudyStore:
                 step=tags.get("generation_step", ""),
                 metrics=metrics,
                 error=tags.get("error", ""),
+                curve=[(int(t), m) for t, m in json.loads(tags.get(CURVE_TAG, "[]"))],
                 closed=tags.get(STATUS_TAG, RUNNING) != RUNNING and run.info.status != "RUNNING",
             )
         return [records[i] for i in sorted(records)]
@@ -282,20 +300,51 @@ class StudyStore:
         self.log_trial_params(run_id, spec)
 
     def finish_trial(
-        self, run_id: str, result: TrialResult, objective: float | None, cost_units: float
+        self,
+        run_id: str,
+        result: TrialResult,
+        objective: float | None,
+        cost_units: float,
+        objective_curve: list[tuple[int, float]] | None = None,
     ) -> None:
-        """Log a trial's results in one batch, then mark it complete (or failed) and end it."""
+        """Log a trial's results, then mark it complete (or failed) and end it.
+
+        Step metrics (the curve, at step = tokens seen) go first; the final metrics, the cost
+        and the curve for the optimiser (tag `admire.curve`) go in one last batch, whose
+        arrival is what makes the trial complete."""
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, 0) for k, v in result.metrics.items()]
+        steps = [
+            Metric(k, float(v), now, int(tokens))
+            for tokens, values in result.curve
+            for k, v in values.items()
+        ]
+        steps += [Metric(OBJECTIVE, v, now, int(t)) for t, v in objective_curve or []]
+        steps += [
+            Metric(name, float(v), now, int(t))
+            for name, points in result.series.items()
+            for t, v in points
+        ]
+        for i in range(0, len(steps), 900):
+            self.client.log_batch(run_id, metrics=steps[i : i + 900])
+        in_curve = {k for _, values in result.curve for k in values}
+        if objective_curve:
+            in_curve.add(OBJECTIVE)
+        metrics = [
+            Metric(k, float(v), now, 0) for k, v in result.metrics.items() if k not in in_curve
+        ]
         metrics += [Metric(COST, cost_units, now, 0), Metric(COST + ".raw", result.cost, now, 0)]
-        if objective is not None:
+        if objective is not None and OBJECTIVE not in in_curve:
             metrics.append(Metric(OBJECTIVE, objective, now, 0))
-        self.client.log_batch(run_id, metrics=metrics)
+        tags = []
+        if result.curve and not result.failed:
+            tags.append(RunTag(CURVE_TAG, _curve_json(result.curve)))
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
         tags = [RunTag(STATUS_TAG, FAILED if result.failed else COMPLETED)]
-        tags += [RunTag(f"info.{k}", v) for k, v in result.info.items()]
+        tags += [RunTag(f"info.{k}", v[:MAX_TAG_CHARS]) for k, v in result.info.items()]
         if result.failed:
             tags.append(RunTag("error", result.error[:5000]))
-        self.client.log_batch(run_id, tags=tags)
+        for i in range(0, len(tags), 90):
+            self.client.log_batch(run_id, tags=tags[i : i + 90])
         self.client.set_terminated(run_id, status="FAILED" if result.failed else "FINISHED")
 
     def close_trial(self, record: TrialRecord) -> None:

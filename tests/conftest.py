@@ -39,3 +39,38 @@ def pile_config(**overrides: object) -> dict:
         else:
             data[key] = value
     return data
+
+
+@pytest.fixture(scope="session")
+def corpus_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tokenised-corpus cache for the whole session (as on a user's machine)."""
+    return tmp_path_factory.mktemp("admire-cache")
+
+
+def proxy_config(cache: Path, **runner: object) -> dict:
+    """A test-sized proxy study over three embedded domains (seconds per trial on a CPU)."""
+    return {
+        "name": "proxy-small",
+        "seed": 3,
+        "domains": ["code", "legal", "scripture"],
+        "objective": {"metrics": "loss.*"},
+        "fidelities": {
+            "model_sizes": ["0.1M"],
+            "pairs": [["0.1M", 8192], ["0.1M", 16384]],
+            "target": {"model_size": "0.1M", "tokens": 16384},
+        },
+        "budget": {"max_trials": 4},
+        "runner": {
+            "kind": "proxy",
+            "max_mb_per_domain": 0.25,
+            "tokenizer": {"vocab_size": 512, "sample_mb": 0.1},
+            "seq_len": 64,
+            "batch_size": 4,
+            "eval_at": [0.5, 1.0],
+            "eval_tokens": 512,
+            "timeout_s": 120,
+            "cache_dir": str(cache),
+            **runner,
+        },
+        "optimizer": {"n_initial": 2, "n_candidates": 64},
+    }

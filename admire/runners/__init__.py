@@ -1,4 +1,4 @@
-"""Runners answer trials: replay (released runs) now; proxy training builds on the same API."""
+"""Runners answer trials: `replay` (released runs) and `proxy` (local proxy training)."""
 
 from admire.runners.base import PoolRow, Runner, TrialResult, TrialSpec
 
@@ -7,8 +7,12 @@ __all__ = ["PoolRow", "Runner", "TrialResult", "TrialSpec", "make_runner"]
 
 def make_runner(config):  # type: ignore[no-untyped-def]
     """The runner a study's config names, validated against the study."""
-    from admire.runners.replay import ReplayRunner
-
     if config.runner.kind == "replay":
+        from admire.runners.replay import ReplayRunner
+
         return ReplayRunner.from_config(config)
+    if config.runner.kind == "proxy":
+        from admire.runners.local import LocalRunner
+
+        return LocalRunner.from_config(config)
     raise ValueError(f"unknown runner kind {config.runner.kind!r}")

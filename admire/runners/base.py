@@ -30,6 +30,11 @@ class TrialResult:
     failed: bool = False
     error: str = ""
     info: dict[str, str] = field(default_factory=dict)
+    curve: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    """Metrics measured part-way through the run, as (tokens seen, metrics): observations at
+    lower token budgets that come for free (proxy training)."""
+    series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """Other step metrics to chart (name -> [(tokens seen, value)]), e.g. training loss."""
 
 
 @dataclass(frozen=True)

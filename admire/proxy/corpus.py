@@ -1,0 +1,352 @@
+"""Domains -> documents -> a BPE tokenizer -> memory-mapped token arrays, cached by content.
+
+Each domain's documents are read (capped at `max_mb_per_domain`, in a fixed shuffled order so
+the cap is a fair sample), split into train and validation *by document* with a fixed seed,
+tokenised once and stored as flat uint16/uint32 arrays with an end-of-text token between
+documents. The cache key is the sha256 of the selected text plus the tokenizer's hash and the
+split settings, so a second study reuses the arrays and a changed file invalidates them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+from admire.config import ConfigError, DomainSource, ProxyRunnerConfig
+from admire.proxy.default_corpus import BUILTIN_DOMAINS, package_root
+
+EOT = "<|endoftext|>"
+CHUNK_BYTES = 16_384
+"""Documents longer than this are cut at line breaks into pieces of about this size, so that a
+domain made of one big file (a book, a catalogue) still splits into train and validation."""
+SPLIT_SEED = 0
+FORMAT_VERSION = 1
+
+
+def cache_root(config: ProxyRunnerConfig) -> Path:
+    """Where tokenised domains and tokenizers live (shared by every study on the machine)."""
+    if config.cache_dir:
+        return Path(config.cache_dir).expanduser()
+    return Path(os.environ.get("ADMIRE_CACHE", Path.home() / ".cache" / "admire")).expanduser()
+
+
+def _chunks(text: str) -> Iterator[str]:
+    if len(text) <= CHUNK_BYTES:
+        yield text
+        return
+    piece: list[str] = []
+    size = 0
+    for line in text.splitlines(keepends=True):
+        piece.append(line)
+        size += len(line)
+        if size >= CHUNK_BYTES:
+            yield "".join(piece)
+            piece, size = [], 0
+    if piece:
+        yield "".join(piece)
+
+
+def _folder_documents(folder: Path) -> Iterator[str]:
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in {".txt", ".md"}
+    )
+    if not files:
+        raise ConfigError(f"{folder}: no .txt or .md files in this folder")
+    random.Random(SPLIT_SEED).shuffle(files)
+    for path in files:
+        yield path.read_text(encoding="utf-8", errors="replace")
+
+
+def _jsonl_documents(path: Path, field: str) -> Iterator[str]:
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+            text = row.get(field) if isinstance(row, dict) else None
+            if not isinstance(text, str):
+                raise ConfigError(f"{path}:{n}: no string field '{field}' (set text_field)")
+            yield text
+
+
+@dataclass(frozen=True)
+class DomainText:
+    """The documents selected for one domain, with where they came from."""
+
+    name: str
+    documents: list[str]
+    sha256: str
+    provenance: dict[str, str]
+
+
+def read_domain(
+    name: str, source: DomainSource | None, max_bytes: int, base: Path | None = None
+) -> DomainText:
+    """Read a domain's documents up to `max_bytes` of text, in a fixed order."""
+    if source is None or source.builtin is not None:
+        builtin = BUILTIN_DOMAINS[name if source is None else str(source.builtin)]
+        docs_iter = builtin.documents(package_root(builtin))
+        provenance = {
+            "source": f"builtin:{builtin.name}",
+            "package": f"{builtin.package}=={builtin.version}",
+            "licence": builtin.licence,
+        }
+        # Builtin iterators are in a fixed file order; shuffle their pieces so a cap samples
+        # the whole package rather than its first folders.
+        pieces = [c for d in docs_iter for c in _chunks(d)]
+        random.Random(SPLIT_SEED).shuffle(pieces)
+        docs_iter = iter(pieces)
+    else:
+        path = Path(str(source.path)).expanduser()
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        if path.is_dir():
+            docs_iter = _folder_documents(path)
+        elif path.is_file() and path.suffix == ".jsonl":
+            docs_iter = _jsonl_documents(path, source.text_field)
+        else:
+            raise ConfigError(
+                f"domain '{name}': {path} is neither a folder of .txt/.md files nor a .jsonl file"
+            )
+        provenance = {"source": str(path)}
+    docs: list[str] = []
+    size = 0
+    for doc in docs_iter:
+        for piece in _chunks(doc):
+            if not piece.strip():
+                continue
+            docs.append(piece)
+            size += len(piece.encode("utf-8"))
+            if size >= max_bytes:
+                break
+        if size >= max_bytes:
+            break
+    if len(docs) < 2:
+        raise ConfigError(
+            f"domain '{name}': found {len(docs)} document(s); at least 2 are needed to hold "
+            "one out for validation"
+        )
+    digest = hashlib.sha256()
+    for doc in docs:
+        digest.update(doc.encode("utf-8"))
+        digest.update(b"\x00")
+    return DomainText(name, docs, digest.hexdigest(), provenance | {"bytes": str(size)})
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def train_tokenizer(texts: list[DomainText], vocab_size: int, sample_bytes: int) -> Tokenizer:
+    """Byte-level BPE trained on up to `sample_bytes` of every domain."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+
+    def sample() -> Iterator[str]:
+        for text in texts:
+            size = 0
+            for doc in text.documents:
+                yield doc
+                size += len(doc)
+                if size >= sample_bytes:
+                    break
+
+    tok.train_from_iterator(sample(), trainer=trainer)
+    return tok
+
+
+def load_tokenizer(
+    config: ProxyRunnerConfig, texts: list[DomainText], base: Path | None = None
+) -> tuple[Tokenizer, Path, str]:
+    """The study's tokenizer, its cached file and its sha256: the user's file, or a BPE
+    trained once per (domain contents, vocab size, sample size) and cached."""
+    root = cache_root(config)
+    if config.tokenizer.file:
+        path = Path(config.tokenizer.file).expanduser()
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        if not path.is_file():
+            raise ConfigError(f"runner.tokenizer.file: {path} does not exist")
+        tok = Tokenizer.from_file(str(path))
+        if tok.token_to_id(EOT) is None:
+            tok.add_special_tokens([EOT])
+        return tok, path, _file_sha(path)
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "domains": sorted(t.sha256 for t in texts),
+                "vocab": config.tokenizer.vocab_size,
+                "sample_mb": config.tokenizer.sample_mb,
+                "format": FORMAT_VERSION,
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:20]
+    path = root / "tokenizers" / f"bpe-{config.tokenizer.vocab_size}-{key}.json"
+    if not path.is_file():
+        tok = train_tokenizer(
+            texts, config.tokenizer.vocab_size, int(config.tokenizer.sample_mb * 1e6)
+        )
+        _atomic_write_bytes(path, tok.to_str().encode("utf-8"))
+    return Tokenizer.from_file(str(path)), path, _file_sha(path)
+
+
+@dataclass(frozen=True)
+class TokenizedDomain:
+    """One domain's cached token arrays (opened read-only, memory-mapped)."""
+
+    name: str
+    folder: Path
+    dtype: str
+    train_tokens: int
+    val_tokens: int
+    sha256: str
+    provenance: dict[str, str]
+
+    def train(self) -> np.ndarray:
+        return np.memmap(self.folder / "train.bin", dtype=self.dtype, mode="r")
+
+    def val(self) -> np.ndarray:
+        return np.memmap(self.folder / "val.bin", dtype=self.dtype, mode="r")
+
+
+def _split(n_docs: int, val_fraction: float, sizes: list[int]) -> np.ndarray:
+    """A boolean mask of validation documents: a seeded random subset holding about
+    `val_fraction` of the text, at least one document, never all of them."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(n_docs)
+    target = val_fraction * sum(sizes)
+    mask = np.zeros(n_docs, dtype=bool)
+    held = 0
+    for i in order[:-1]:
+        mask[i] = True
+        held += sizes[i]
+        if held >= target:
+            break
+    return mask
+
+
+def tokenize_domain(
+    text: DomainText, tok: Tokenizer, tok_sha: str, val_fraction: float, root: Path
+) -> TokenizedDomain:
+    """Tokenise a domain into train/val arrays, or open the cached ones."""
+    key = hashlib.sha256(
+        f"{text.sha256}|{tok_sha}|{val_fraction}|{SPLIT_SEED}|{FORMAT_VERSION}".encode()
+    ).hexdigest()[:20]
+    folder = root / "domains" / f"{text.name}-{key}"
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        eot = tok.token_to_id(EOT)
+        dtype = np.uint16 if tok.get_vocab_size() <= 65_536 else np.uint32
+        encoded = tok.encode_batch(text.documents)
+        mask = _split(len(encoded), val_fraction, [len(e.ids) for e in encoded])
+        arrays = {}
+        for part, wanted in (("train", False), ("val", True)):
+            ids = [
+                np.asarray([*e.ids, eot], dtype=dtype)
+                for e, m in zip(encoded, mask, strict=True)
+                if m == wanted
+            ]
+            arrays[part] = np.concatenate(ids)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+        for part, arr in arrays.items():
+            arr.tofile(tmp / f"{part}.bin")
+        meta = {
+            "name": text.name,
+            "dtype": np.dtype(dtype).name,
+            "train_tokens": int(arrays["train"].size),
+            "val_tokens": int(arrays["val"].size),
+            "documents": len(encoded),
+            "val_documents": int(mask.sum()),
+            "sha256": text.sha256,
+            "tokenizer_sha256": tok_sha,
+            "provenance": text.provenance,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process finished the same domain first; theirs is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    meta = json.loads(meta_path.read_text())
+    return TokenizedDomain(
+        name=text.name,
+        folder=folder,
+        dtype=meta["dtype"],
+        train_tokens=meta["train_tokens"],
+        val_tokens=meta["val_tokens"],
+        sha256=meta["sha256"],
+        provenance=meta["provenance"],
+    )
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Every domain of a study, tokenised, plus the tokenizer that made them."""
+
+    domains: dict[str, TokenizedDomain]
+    tokenizer_path: Path
+    tokenizer_sha256: str
+    vocab_size: int
+
+    def manifest(self) -> dict[str, str]:
+        """Provenance of every domain and the tokenizer, to record with each trial."""
+        out = {"tokenizer.sha256": self.tokenizer_sha256}
+        for name, d in self.domains.items():
+            out[f"domain.{name}.sha256"] = d.sha256
+            out[f"domain.{name}.train_tokens"] = str(d.train_tokens)
+            for k, v in d.provenance.items():
+                out[f"domain.{name}.{k}"] = v
+        return out
+
+
+def prepare_corpus(
+    config: ProxyRunnerConfig,
+    domains: list[str],
+    base: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> Corpus:
+    """Read, tokenise and cache every domain (a no-op apart from reading when cached)."""
+    root = cache_root(config)
+    max_bytes = int(config.max_mb_per_domain * 1e6)
+    texts = []
+    for name in domains:
+        texts.append(read_domain(name, config.sources.get(name), max_bytes, base))
+    tok, tok_path, tok_sha = load_tokenizer(config, texts, base)
+    out = {}
+    for text in texts:
+        dom = tokenize_domain(text, tok, tok_sha, config.val_fraction, root)
+        out[text.name] = dom
+        log(
+            f"  domain {text.name:<12} {dom.train_tokens:>10,} train / {dom.val_tokens:>8,} "
+            f"val tokens  ({text.provenance['source']}, sha256 {text.sha256[:12]})"
+        )
+    return Corpus(out, tok_path, tok_sha, tok.get_vocab_size())

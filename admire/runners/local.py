@@ -1,0 +1,174 @@
+"""Local runner: every trial trains a proxy model in its own subprocess, on GPU when present.
+
+The corpus is prepared once per runner (tokenised domains are cached across studies); each
+trial writes a job file, runs `python -m admire.proxy.train` in a new process group with a
+deadline, relays its progress lines, and reads back its result file. A crash, a NaN, an
+out-of-memory kill or the timeout makes a failed trial with the reason; the study goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from admire.config import Fidelity, ProxyRunnerConfig, StudyConfig
+from admire.proxy.sizes import flops_per_token, shape_of
+from admire.runners.base import PoolRow, TrialResult, TrialSpec
+
+
+class LocalRunner:
+    """Runs proxy-training trials as local subprocesses (one at a time)."""
+
+    def __init__(self, config: ProxyRunnerConfig, domains: list[str]) -> None:
+        self.config = config
+        self.domains = domains
+        self._corpus = None
+        self.out = sys.stdout
+
+    @classmethod
+    def from_config(cls, config: StudyConfig) -> LocalRunner:
+        assert isinstance(config.runner, ProxyRunnerConfig)
+        return cls(config.runner, config.domain_names)
+
+    @property
+    def corpus(self):  # type: ignore[no-untyped-def]
+        """The tokenised domains, prepared (or opened from the cache) on first use."""
+        if self._corpus is None:
+            from admire.proxy.corpus import prepare_corpus
+
+            print("preparing corpus (tokenised domains are cached)", file=self.out, flush=True)
+            self._corpus = prepare_corpus(
+                self.config,
+                self.domains,
+                log=lambda line: print(line, file=self.out, flush=True),
+            )
+        return self._corpus
+
+    def metric_names(self) -> list[str]:
+        return [f"loss.{d}" for d in self.domains]
+
+    def pool(self) -> list[PoolRow] | None:
+        return None
+
+    def expected_cost(self, fidelity: Fidelity) -> float | None:
+        """A FLOPs prior (head included); measured wall time replaces it once trials run."""
+        vocab = self.config.tokenizer.vocab_size
+        shape = shape_of(fidelity.model_size)
+        return flops_per_token(shape, vocab, self.config.seq_len) * fidelity.tokens
+
+    def reference(self, weights: dict[str, float], fidelity: Fidelity) -> dict[str, float] | None:
+        return None
+
+    def domain_caps(self, tokens: float) -> dict[str, float]:
+        """Upper bounds on each domain's weight so that a run of `tokens` repeats no domain
+        more than `max_epochs` times (empty when no cap is set)."""
+        if self.config.max_epochs is None:
+            return {}
+        return {
+            name: min(1.0, self.config.max_epochs * d.train_tokens / tokens)
+            for name, d in self.corpus.domains.items()
+        }
+
+    def job(self, spec: TrialSpec) -> dict:
+        c = self.config
+        corpus = self.corpus
+        return {
+            "weights": spec.weights,
+            "model_size": spec.fidelity.model_size,
+            "tokens": int(spec.fidelity.tokens),
+            "seed": spec.seed,
+            "domains": {
+                n: {"folder": str(d.folder), "dtype": d.dtype} for n, d in corpus.domains.items()
+            },
+            "vocab_size": corpus.vocab_size,
+            "seq_len": c.seq_len,
+            "batch_size": c.batch_size,
+            "lr": c.lr,
+            "warmup_fraction": c.warmup_fraction,
+            "min_lr_ratio": c.min_lr_ratio,
+            "weight_decay": c.weight_decay,
+            "eval_at": c.eval_at,
+            "eval_tokens": c.eval_tokens,
+            "device": c.device,
+            "threads": c.threads,
+            "compile": c.compile,
+        }
+
+    def run(self, spec: TrialSpec) -> TrialResult:
+        job = self.job(spec)
+        manifest = self.corpus.manifest()
+        with tempfile.TemporaryDirectory(prefix="admire-trial-") as tmp:
+            job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
+            job_path.write_text(json.dumps(job))
+            t0 = time.perf_counter()
+            code, tail, timed_out = self._spawn(job_path, out_path)
+            elapsed = time.perf_counter() - t0
+            if timed_out:
+                return TrialResult(
+                    {},
+                    elapsed,
+                    failed=True,
+                    error=f"timed out after {self.config.timeout_s:g} s (runner.timeout_s)",
+                    info=manifest,
+                )
+            if not out_path.is_file():
+                return TrialResult(
+                    {},
+                    elapsed,
+                    failed=True,
+                    error=f"training process exited with code {code} and no result:\n{tail}",
+                    info=manifest,
+                )
+            raw = json.loads(out_path.read_text())
+        info = manifest | raw["info"] | {"wall_s_with_startup": f"{elapsed:.2f}"}
+        return TrialResult(
+            metrics=raw["metrics"],
+            cost=elapsed,
+            failed=raw["failed"],
+            error=raw["error"] + (f"\n{tail}" if raw["failed"] and tail else ""),
+            info=info,
+            curve=[(int(p["tokens"]), p["metrics"]) for p in raw["curve"]],
+            series={k: [(int(t), float(v)) for t, v in pts] for k, pts in raw["series"].items()},
+        )
+
+    def _spawn(self, job_path: Path, out_path: Path) -> tuple[int | None, str, bool]:
+        """Run the training process with a deadline, relaying its output; returns (exit code,
+        last output lines, timed out)."""
+        env = dict(os.environ)
+        if self.config.device != "cuda" and self.config.threads:
+            env.setdefault("OMP_NUM_THREADS", str(self.config.threads))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "admire.proxy.train", str(job_path), str(out_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        tail: deque[str] = deque(maxlen=30)
+
+        def relay() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                tail.append(line.rstrip())
+                print(f"    | {line.rstrip()}", file=self.out, flush=True)
+
+        reader = threading.Thread(target=relay, daemon=True)
+        reader.start()
+        try:
+            code = proc.wait(timeout=self.config.timeout_s)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            code = proc.wait()
+            timed_out = True
+        reader.join(timeout=5)
+        return code, "\n".join(tail), timed_out
