@@ -7,7 +7,7 @@ TORCH  := torch==2.13.0
 NAME   ?= demo
 ARGS   ?=
 
-.PHONY: setup study resume status ui test bench lint clean-venv
+.PHONY: setup study resume status ui test bench bench-opt lint clean-venv
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ test: setup
 bench: setup
 	$(BIN)/python bench/proposal_time.py
 	$(BIN)/python bench/proxy_throughput.py
+
+# The optimiser benchmark: every method, 20 seeds, RegMix Pile in pool mode (admire bench --help).
+bench-opt: setup
+	$(BIN)/python -m admire bench pile-pool --seeds 20 --out bench-results/pile-pool $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check admire tests bench scripts

@@ -1,4 +1,4 @@
-"""`python -m admire run|resume|status|best`: the command line over `admire.Study`.
+"""`python -m admire run|resume|status|best|bench`: the command line over `admire.Study`.
 
 Exit codes: 0 done, 1 the study failed while running, 2 bad input (config, names, an existing
 or locked study); with 2 nothing has been written to the tracking store.
@@ -35,6 +35,23 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("name")
     best = sub.add_parser("best", help="print the recommended mixture of a study")
     best.add_argument("name")
+    bench = sub.add_parser(
+        "bench", help="compare mixture optimisers on a replay problem over many seeds"
+    )
+    bench.add_argument(
+        "problem",
+        help="pile-pool, pile-cc-pool, pile-continuous, synth-3, synth-8, or a run-table CSV path",
+    )
+    bench.add_argument("--seeds", type=int, default=20)
+    bench.add_argument("--out", default=None, help="output folder (default bench-results/PROBLEM)")
+    bench.add_argument("--methods", default="", help="comma-separated subset of the methods")
+    bench.add_argument(
+        "--workers", type=int, default=None, help="parallel processes (default: cores)"
+    )
+    bench.add_argument("--target", help="CSV problems: target fidelity as SIZE or SIZE:TOKENS")
+    bench.add_argument("--objective", action="append", help="CSV problems: metric name/pattern")
+    bench.add_argument("--mode", choices=["pool", "continuous"], default="pool")
+    bench.add_argument("--budget", type=float, default=20.0, help="CSV problems: target-run units")
     return p
 
 
@@ -43,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     from admire.config import ConfigError
     from admire.study import Study, StudyExistsError, StudyLockedError, StudyNotFoundError
 
+    if args.command == "bench":
+        return _bench(args)
     try:
         if args.command == "run":
             study = Study.create(
@@ -71,4 +90,32 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StudyExistsError, StudyNotFoundError, StudyLockedError) as err:
         print(f"admire: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from admire.bench.harness import format_summary, run_bench
+    from admire.config import ConfigError
+
+    if args.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    byo = {}
+    if args.target or args.objective:
+        byo = {
+            "target": args.target,
+            "objective": args.objective,
+            "mode": args.mode,
+            "budget": args.budget,
+        }
+    out = Path(args.out or Path("bench-results") / Path(args.problem).stem)
+    methods = [m for m in args.methods.split(",") if m] or None
+    try:
+        rows = run_bench(args.problem, args.seeds, out, methods, args.workers, byo)
+    except (ValueError, ConfigError) as err:
+        print(f"admire bench: {err}", file=sys.stderr)
+        return 2
+    print(format_summary(rows))
+    print(f"wrote {out}/results.csv, summary.csv, best_so_far.png, fidelity_usage.png")
     return 0

@@ -28,6 +28,7 @@ from filelock import FileLock, Timeout
 from admire.config import (
     ConfigError,
     Domain,
+    Fidelity,
     ProxyRunnerConfig,
     StudyConfig,
     load_config,
@@ -100,7 +101,10 @@ class Study:
         self.fidelities = FidelitySpace.from_config(config.fidelities)
         self.metrics = config.objective.resolve(runner.metric_names())
         self._sign = -1.0 if config.objective.direction == "minimize" else 1.0
-        self._pool = runner.pool()
+        pool = runner.pool()
+        grid = set(self.fidelities.fidelities)
+        # A runner may hold runs at fidelities this study does not use; they are not options.
+        self._pool = None if pool is None else [p for p in pool if p.fidelity in grid]
         self._model_cache: tuple[int, object] | None = None
         self._out: TextIO = sys.stdout
 
@@ -112,15 +116,18 @@ class Study:
         *,
         tracking_uri: str | None = None,
         overwrite: bool = False,
+        runner: Runner | None = None,
     ) -> Study:
         """Start a new study from a config (or a YAML path). Refuses to replace an existing
-        study unless `overwrite=True`, which soft-deletes the old runs first."""
+        study unless `overwrite=True`, which soft-deletes the old runs first. `runner` replaces
+        the one the config names (a custom runner, or a wrapped one as the benchmark uses)."""
         base = None
         if not isinstance(config, StudyConfig):
             base = Path(config).resolve().parent
             config = load_config(config)
         config = _absolute_paths(config, base)
-        runner = make_runner(config)  # validates the config against the runner before any write
+        if runner is None:
+            runner = make_runner(config)  # validates the config against the runner before any write
         config.objective.resolve(runner.metric_names())
         store = StudyStore(tracking_uri)
         with _lock(store, config.name):
@@ -183,6 +190,19 @@ class Study:
         """The recommended mixture: best posterior mean at the target fidelity (None before
         any trial has completed)."""
         return self._recommend(self.trials)
+
+    def predict(
+        self, weights: np.ndarray, fidelity: Fidelity | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and sd of the objective (in its own direction) for mixtures
+        (n, domains, in the study's domain order) at `fidelity` (default: the target)."""
+        done = self._completed(self.trials)
+        if len(done) < 1:
+            raise ValueError("no completed trial yet: nothing to predict from")
+        fid = self.fidelities.target if fidelity is None else fidelity
+        coords = self.fidelities.coords()[self.fidelities.index(fid)]
+        pred = predict(self._model(done), np.atleast_2d(weights), coords)
+        return self._sign * pred.mean, pred.sd
 
     # ---- the loop --------------------------------------------------------------------------
     def optimize(

@@ -1,0 +1,264 @@
+"""The benchmark protocol, its summary table and its outputs.
+
+Protocol, the same for every method: one budget in target-run units (a trial costs its
+fidelity's declared cost); after every trial the method names its recommended target mixture
+without seeing unpaid values; the score at that cost is the true target objective of that
+recommendation (pool: the pool row's value; continuous: the replay surrogate's answer), as
+simple regret against the best available target value. A cost before a method's first
+recommendation scores the regret of the mean target value (an uninformed pick).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from admire.bench.methods import METHODS, Step, run_method
+from admire.bench.problems import PaidRunner, Problem, load_problem
+
+REGRET_BUDGETS = (2, 5, 10, 20)
+SUMMARY_COLUMNS = [
+    "method",
+    "seeds",
+    "reached_best",
+    "cost_to_best_median",
+    "cost_to_best_q25",
+    "cost_to_best_q75",
+    "cost_to_0.5pct_median",
+    "cost_to_1pct_median",
+    *[f"regret_at_{b}" for b in REGRET_BUDGETS],
+    "cost_to_best_stable_median",
+    "final_regret_median",
+    "sec_per_proposal_median",
+    "trials_median",
+    "cost_to_best_median_flops",
+]
+TIE = 1e-9
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One method, one seed: per trial, cost so far, regret of the pick, fidelity, seconds."""
+
+    method: str
+    seed: int
+    costs: list[float]
+    flops_costs: list[float]
+    regrets: list[float]
+    fidelities: list[str]
+    seconds: list[float]
+
+
+def run_one(problem: Problem, method: str, seed: int) -> Trace:
+    """Run a method on a problem for one seed and score every recommendation."""
+    costs, flops, regrets, fids, secs = [], [], [], [], []
+    flops_spent = 0.0
+
+    def report(step: Step) -> None:
+        nonlocal flops_spent
+        flops_spent += problem.flops_cost.get(step.fidelity, math.nan)
+        costs.append(step.cost)
+        flops.append(flops_spent)
+        regrets.append(problem.truth(step.recommendation) - problem.best)
+        fids.append(step.fidelity.model_size)
+        secs.append(step.seconds)
+
+    run_method(method, problem, seed, PaidRunner(problem.make_runner()), report)
+    return Trace(method, seed, costs, flops, regrets, fids, secs)
+
+
+def _first_cost(trace: Trace, ok: list[bool], budget: float) -> float:
+    return next((c for c, good in zip(trace.costs, ok, strict=True) if good), budget)
+
+
+def _stable_cost(trace: Trace, budget: float) -> float:
+    """The cost from which every later recommendation is the best."""
+    stable = budget
+    for c, r in zip(reversed(trace.costs), reversed(trace.regrets), strict=True):
+        if r > TIE:
+            break
+        stable = c
+    return stable
+
+
+def regret_at(trace: Trace, cost: float, uninformed: float) -> float:
+    """Regret of the recommendation standing once `cost` has been spent."""
+    standing = [r for c, r in zip(trace.costs, trace.regrets, strict=True) if c <= cost + 1e-9]
+    return standing[-1] if standing else uninformed
+
+
+def summarise(
+    traces: list[Trace], problem: Problem, budget: float, uninformed: float
+) -> list[dict]:
+    """One row per method (see SUMMARY_COLUMNS); costs in target-run units."""
+    rows = []
+    best = abs(problem.best) or 1.0
+    for method in dict.fromkeys(t.method for t in traces):
+        ts = [t for t in traces if t.method == method]
+        hit = [_first_cost(t, [r <= TIE for r in t.regrets], budget) for t in ts]
+        flops_hit = [
+            next((f for f, r in zip(t.flops_costs, t.regrets, strict=True) if r <= TIE), math.nan)
+            for t in ts
+        ]
+        within = {
+            p: [_first_cost(t, [r <= p * best for r in t.regrets], budget) for t in ts]
+            for p in (0.005, 0.01)
+        }
+        q25, q50, q75 = np.percentile(hit, [25, 50, 75])
+        row = {
+            "method": method,
+            "seeds": len(ts),
+            "reached_best": sum(any(r <= TIE for r in t.regrets) for t in ts) / len(ts),
+            "cost_to_best_median": q50,
+            "cost_to_best_q25": q25,
+            "cost_to_best_q75": q75,
+            "cost_to_0.5pct_median": float(np.median(within[0.005])),
+            "cost_to_1pct_median": float(np.median(within[0.01])),
+            **{
+                f"regret_at_{b}": float(np.median([regret_at(t, b, uninformed) for t in ts]))
+                for b in REGRET_BUDGETS
+            },
+            "cost_to_best_stable_median": float(np.median([_stable_cost(t, budget) for t in ts])),
+            "final_regret_median": float(
+                np.median([t.regrets[-1] if t.regrets else uninformed for t in ts])
+            ),
+            "sec_per_proposal_median": float(
+                np.median([s for t in ts for s in t.seconds] or [0.0])
+            ),
+            "trials_median": float(np.median([len(t.costs) for t in ts])),
+            "cost_to_best_median_flops": float(np.nanmedian(flops_hit))
+            if not all(math.isnan(x) for x in flops_hit)
+            else math.nan,
+        }
+        rows.append(row)
+    return rows
+
+
+def _job(args: tuple[str, dict, str, int]) -> Trace:
+    name, byo, method, seed = args
+    import torch
+
+    torch.set_num_threads(1)
+    return run_one(load_problem(name, **byo), method, seed)
+
+
+def run_bench(
+    name: str,
+    seeds: int,
+    out: Path,
+    methods: list[str] | None = None,
+    workers: int | None = None,
+    byo: dict | None = None,
+    log=print,  # type: ignore[no-untyped-def]
+) -> list[dict]:
+    """Run every method for `seeds` seeds, write results.csv, summary.csv and plots to
+    `out`, log them to MLflow as a study-comparison run, and return the summary rows."""
+    byo = byo or {}
+    problem = load_problem(name, **byo)
+    methods = methods or list(METHODS)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    budget = problem.config.budget.max_cost or math.inf
+    jobs = [(name, byo, m, s) for m in methods for s in range(seeds)]
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    log(
+        f"bench {problem.name}: {len(methods)} methods x {seeds} seeds, budget {budget:g} "
+        f"target-run units, best target value {problem.best:.4f}, {workers} workers"
+    )
+    traces: list[Trace] = []
+    t0 = time.perf_counter()
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers) as pool:
+        for trace in pool.imap_unordered(_job, jobs):
+            traces.append(trace)
+            final = trace.regrets[-1] if trace.regrets else math.nan
+            log(
+                f"  [{len(traces)}/{len(jobs)}] {trace.method:<10} seed {trace.seed:<3} "
+                f"{len(trace.costs):>3} trials, final regret {final:.4f} "
+                f"({time.perf_counter() - t0:.0f} s)"
+            )
+    traces.sort(key=lambda t: (methods.index(t.method), t.seed))
+    uninformed = _uninformed_regret(problem)
+    rows = summarise(traces, problem, budget, uninformed)
+    _write(out, traces, rows)
+    from admire.plots import plot_best_so_far, plot_fidelity_usage
+
+    plot_best_so_far(traces, budget, uninformed, out / "best_so_far.png", problem.name)
+    plot_fidelity_usage(traces, problem, out / "fidelity_usage.png")
+    _log_mlflow(problem, out, rows, seeds)
+    return rows
+
+
+def _uninformed_regret(problem: Problem) -> float:
+    if problem.target_pool is not None:
+        return float(np.mean([problem.truth(w) for w in problem.target_pool]) - problem.best)
+    from admire.space import MixtureSpace
+
+    cloud = MixtureSpace.from_domains(list(problem.config.domains)).sample(256, seed=7)
+    return float(np.mean([problem.truth(w) for w in cloud]) - problem.best)
+
+
+def _write(out: Path, traces: list[Trace], rows: list[dict]) -> None:
+    with (out / "results.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            ["method", "seed", "trial", "fidelity", "cost", "cost_flops", "regret", "seconds"]
+        )
+        for t in traces:
+            for i, (c, f, r, fid, s) in enumerate(
+                zip(t.costs, t.flops_costs, t.regrets, t.fidelities, t.seconds, strict=True)
+            ):
+                w.writerow(
+                    [t.method, t.seed, i, fid, f"{c:.6g}", f"{f:.6g}", f"{r:.6g}", f"{s:.4g}"]
+                )
+    with (out / "summary.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def format_summary(rows: list[dict]) -> str:
+    """The summary as an aligned text table."""
+    cols = SUMMARY_COLUMNS
+    cells = [
+        [r["method"], *(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols[1:])]
+        for r in rows
+    ]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
+    lines += ["  ".join(x.rjust(w) for x, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _log_mlflow(problem: Problem, out: Path, rows: list[dict], seeds: int) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from admire.tracking import resolve_tracking_uri
+
+    client = MlflowClient(resolve_tracking_uri())
+    name = f"bench-{problem.name}"
+    exp = client.get_experiment_by_name(name)
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(name)
+    run = client.create_run(
+        exp_id, run_name=f"{problem.name}-{seeds}seeds", tags={"admire.kind": "bench"}
+    )
+    rid = run.info.run_id
+    client.log_param(rid, "problem", problem.name)
+    client.log_param(rid, "seeds", seeds)
+    for row in rows:
+        for k, v in row.items():
+            if isinstance(v, float | int) and k != "seeds" and math.isfinite(float(v)):
+                client.log_metric(rid, f"{row['method']}.{k}", float(v))
+    for f in ("results.csv", "summary.csv", "best_so_far.png", "fidelity_usage.png"):
+        client.log_artifact(rid, str(out / f))
+    client.set_terminated(rid)
