@@ -129,6 +129,7 @@ class Study:
         if runner is None:
             runner = make_runner(config)  # validates the config against the runner before any write
         config.objective.resolve(runner.metric_names())
+        _capped_domains(config, runner)  # a too-small corpus is refused before any write
         store = StudyStore(tracking_uri)
         with _lock(store, config.name):
             existing = store.find_study(config.name)

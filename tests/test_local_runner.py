@@ -78,3 +78,20 @@ def test_a_study_logs_curves_and_goes_on_past_a_failed_trial(
     assert len(client.get_metric_history(ok.run_id, "train_loss")) > 5
     assert client.get_run(trials[2].run_id).info.status == "FAILED"
     assert study.best() is not None
+
+
+def test_max_epochs_caps_each_domain_by_its_size(corpus_cache: Path, tracking_uri: str) -> None:
+    from admire.config import ConfigError
+
+    config = parse_config(proxy_config(corpus_cache, max_epochs=0.1))
+    study = Study.create(config, tracking_uri=tracking_uri)
+    sizes = {n: d.train_tokens for n, d in study.runner.corpus.domains.items()}
+    for i, name in enumerate(study.mixtures.names):
+        assert study.mixtures._hi[i] == pytest.approx(min(1.0, 0.1 * sizes[name] / 16384))
+    assert study.mixtures._hi.sum() >= 1.0
+    tight = parse_config(proxy_config(corpus_cache, max_epochs=0.01)).model_copy(
+        update={"name": "too-small"}
+    )
+    with pytest.raises(ConfigError, match="max_epochs"):
+        Study.create(tight, tracking_uri=tracking_uri)
+    assert study.store.find_study("too-small") is None  # refused before anything was written
