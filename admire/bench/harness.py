@@ -143,9 +143,13 @@ def summarise(
 
 def _job(args: tuple[str, dict, str, int]) -> Trace:
     name, byo, method, seed = args
+    import logging
+
     import torch
 
     torch.set_num_threads(1)
+    # Each GP method's throwaway store would announce its schema migration.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     return run_one(load_problem(name, **byo), method, seed)
 
 
