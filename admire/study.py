@@ -106,6 +106,7 @@ class Study:
         # A runner may hold runs at fidelities this study does not use; they are not options.
         self._pool = None if pool is None else [p for p in pool if p.fidelity in grid]
         self._model_cache: tuple[int, object] | None = None
+        self._rec_cache: tuple[tuple[int, int, str], Recommendation] | None = None
         self._out: TextIO = sys.stdout
 
     # ---- construction ----------------------------------------------------------------------
@@ -501,6 +502,10 @@ class Study:
         done = self._completed(records)
         if not done:
             return None
+        # Progress logging and `best()` ask for the same recommendation after each trial.
+        key = (len(records), len(done), done[-1].run_id)
+        if self._rec_cache is not None and self._rec_cache[0] == key:
+            return self._rec_cache[1]
         seed = trial_seed(self.config.seed, len(records)) + 17
         target_w, rows = self._target_candidates(records, seed)
         coords = self.fidelities.coords()[self.fidelities.target_index]
@@ -510,7 +515,7 @@ class Study:
         target = self.fidelities.target
         truth = self.runner.reference(weights, target)
         true = None if truth is None else self.config.objective.combine(truth, self.metrics)
-        return Recommendation(
+        rec = Recommendation(
             weights=weights,
             predicted=self._sign * float(pred.mean[best]),
             predicted_sd=float(pred.sd[best]),
@@ -518,6 +523,8 @@ class Study:
             true=true,
             pool_id=None if rows is None else rows[best].pool_id,
         )
+        self._rec_cache = (key, rec)
+        return rec
 
 
 def _absolute_paths(config: StudyConfig, base: Path | None) -> StudyConfig:

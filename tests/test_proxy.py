@@ -64,7 +64,9 @@ def test_named_sizes_span_the_range_and_match_the_model() -> None:
     for name in ["0.1M", "0.5M", "1M", "3M"]:
         model = GPT(MODEL_SIZES[name], vocab_size=300, seq_len=32)
         assert model.non_embedding_params() == MODEL_SIZES[name].non_embedding_params
-        assert model.embed.weight is not None  # the head reuses it (tied)
+        # Tied: the output head adds no parameters beyond the embedding.
+        total = sum(p.numel() for p in model.parameters())
+        assert total == MODEL_SIZES[name].non_embedding_params + 300 * MODEL_SIZES[name].d_model
 
 
 def test_schedule_warms_up_and_ends_decayed() -> None:

@@ -74,8 +74,9 @@ def run_one(problem: Problem, method: str, seed: int) -> Trace:
     return Trace(method, seed, costs, flops, regrets, fids, secs)
 
 
-def _first_cost(trace: Trace, ok: list[bool], budget: float) -> float:
-    return next((c for c, good in zip(trace.costs, ok, strict=True) if good), budget)
+def _first_cost(costs: list[float], ok: list[bool], default: float) -> float:
+    """The cost at the first trial where `ok` holds, else `default`."""
+    return next((c for c, good in zip(costs, ok, strict=True) if good), default)
 
 
 def _stable_cost(trace: Trace, budget: float) -> float:
@@ -102,13 +103,12 @@ def summarise(
     best = abs(problem.best) or 1.0
     for method in dict.fromkeys(t.method for t in traces):
         ts = [t for t in traces if t.method == method]
-        hit = [_first_cost(t, [r <= TIE for r in t.regrets], budget) for t in ts]
+        hit = [_first_cost(t.costs, [r <= TIE for r in t.regrets], budget) for t in ts]
         flops_hit = [
-            next((f for f, r in zip(t.flops_costs, t.regrets, strict=True) if r <= TIE), math.nan)
-            for t in ts
+            _first_cost(t.flops_costs, [r <= TIE for r in t.regrets], math.nan) for t in ts
         ]
         within = {
-            p: [_first_cost(t, [r <= p * best for r in t.regrets], budget) for t in ts]
+            p: [_first_cost(t.costs, [r <= p * best for r in t.regrets], budget) for t in ts]
             for p in (0.005, 0.01)
         }
         q25, q50, q75 = np.percentile(hit, [25, 50, 75])

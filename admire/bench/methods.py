@@ -55,6 +55,9 @@ class _Spender:
         self.clock = time.perf_counter()
         self.pool = runner.pool()
         self.used: set[str] = set()
+        objective = problem.config.objective
+        self.metrics = objective.resolve(runner.metric_names())
+        self.sign = 1.0 if objective.direction == "minimize" else -1.0
 
     def can_afford(self, fid: Fidelity, budget: float, max_trials: int) -> bool:
         return self.trials < max_trials and self.spent + self.costs[fid] <= budget + 1e-9
@@ -89,9 +92,7 @@ class _Spender:
         self.clock = time.perf_counter()
         self._thinking = thinking
         self._last = fid
-        metrics = self.problem.config.objective.resolve(self.runner.metric_names())
-        sign = 1.0 if self.problem.config.objective.direction == "minimize" else -1.0
-        return sign * self.problem.config.objective.combine(result.metrics, metrics)
+        return self.sign * self.problem.config.objective.combine(result.metrics, self.metrics)
 
     def recommend(self, w: np.ndarray) -> None:
         """Report the last trial with the mixture recommended after it."""
@@ -213,23 +214,12 @@ def _run_study(
     costs = problem.costs
     study = Study.create(config, tracking_uri=tracking_uri, runner=runner)
     spent = 0.0
-    clock = time.perf_counter()
-    trial_time = [0.0]
-    inner_run = runner.run
-
-    def timed_run(spec: TrialSpec):  # type: ignore[no-untyped-def]
-        t = time.perf_counter()
-        try:
-            return inner_run(spec)
-        finally:
-            trial_time[0] += time.perf_counter() - t
-
-    runner.run = timed_run  # type: ignore[method-assign]
+    clock, answered = time.perf_counter(), runner.seconds
     rng = np.random.default_rng(config.seed)
     candidates = _target_candidates(problem, rng)
 
     def after(record) -> None:  # type: ignore[no-untyped-def]
-        nonlocal spent, clock
+        nonlocal spent, clock, answered
         fid = record.spec.fidelity
         spent += costs[fid]
         if transfer:
@@ -243,10 +233,9 @@ def _run_study(
             rec = study.best()
             assert rec is not None
             pick = np.array([rec.weights[n] for n in config.domain_names])
-        seconds = time.perf_counter() - clock - trial_time[0]
-        trial_time[0] = 0.0
+        seconds = time.perf_counter() - clock - (runner.seconds - answered)
         report(Step(fid, spent, pick, seconds))
-        clock = time.perf_counter()
+        clock, answered = time.perf_counter(), runner.seconds
 
     study.optimize(
         max_trials=cap,
@@ -305,12 +294,11 @@ def run_method(
     seed: int,
     runner: PaidRunner,
     report: Report,
-    workdir: Path | None = None,
 ) -> None:
     """Run one method on one problem with one seed, reporting every trial."""
     method = METHODS[name]
     if name not in GP_METHODS:
         method(problem, seed, report, runner)  # type: ignore[call-arg]
         return
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         method(problem, seed, report, runner, f"sqlite:///{Path(tmp) / 'mlflow.db'}")  # type: ignore[call-arg]

@@ -8,8 +8,10 @@ nothing. The scorer reads the truth separately, after a method has named its pic
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +25,10 @@ from admire.space import MixtureSpace
 class PaidRunner:
     """A runner as a benchmarked method sees it: every answer is paid for, nothing is free."""
 
-    def __init__(self, inner: Runner, on_pay: Callable[[TrialSpec], None] | None = None) -> None:
+    def __init__(self, inner: Runner) -> None:
         self.inner = inner
-        self.on_pay = on_pay
+        self.seconds = 0.0
+        """Time spent answering trials, so a method's own time can be told apart."""
 
     def metric_names(self) -> list[str]:
         return self.inner.metric_names()
@@ -37,9 +40,11 @@ class PaidRunner:
         return self.inner.expected_cost(fidelity)
 
     def run(self, spec: TrialSpec) -> TrialResult:
-        if self.on_pay is not None:
-            self.on_pay(spec)
-        return self.inner.run(spec)
+        start = time.perf_counter()
+        try:
+            return self.inner.run(spec)
+        finally:
+            self.seconds += time.perf_counter() - start
 
     def reference(self, weights: dict[str, float], fidelity: Fidelity) -> dict[str, float] | None:
         return None
@@ -61,11 +66,7 @@ class Problem:
     flops_cost: dict[Fidelity, float] = field(default_factory=dict)
     """Per-fidelity cost by FLOPs (6 x params x tokens), in target-run units."""
 
-    @property
-    def pool_mode(self) -> bool:
-        return self.target_pool is not None
-
-    @property
+    @cached_property
     def costs(self) -> dict[Fidelity, float]:
         """Declared per-fidelity cost in target-run units (the benchmark's cost axis)."""
         runner = self.make_runner()

@@ -23,6 +23,21 @@ from admire.config import Fidelity, ProxyRunnerConfig, StudyConfig
 from admire.proxy.sizes import flops_per_token, shape_of
 from admire.runners.base import PoolRow, TrialResult, TrialSpec
 
+# Runner settings that the training process takes as they are (TrainJob fields).
+TRAIN_SETTINGS = {
+    "seq_len",
+    "batch_size",
+    "lr",
+    "warmup_fraction",
+    "min_lr_ratio",
+    "weight_decay",
+    "eval_at",
+    "eval_tokens",
+    "device",
+    "threads",
+    "compile",
+}
+
 
 class LocalRunner:
     """Runs proxy-training trials as local subprocesses (one at a time)."""
@@ -78,9 +93,10 @@ class LocalRunner:
         }
 
     def job(self, spec: TrialSpec) -> dict:
-        c = self.config
+        """The training job of a trial: its spec, the cached corpus, the runner's settings."""
         corpus = self.corpus
-        return {
+        settings = self.config.model_dump(include=TRAIN_SETTINGS)
+        return settings | {
             "weights": spec.weights,
             "model_size": spec.fidelity.model_size,
             "tokens": int(spec.fidelity.tokens),
@@ -89,17 +105,6 @@ class LocalRunner:
                 n: {"folder": str(d.folder), "dtype": d.dtype} for n, d in corpus.domains.items()
             },
             "vocab_size": corpus.vocab_size,
-            "seq_len": c.seq_len,
-            "batch_size": c.batch_size,
-            "lr": c.lr,
-            "warmup_fraction": c.warmup_fraction,
-            "min_lr_ratio": c.min_lr_ratio,
-            "weight_decay": c.weight_decay,
-            "eval_at": c.eval_at,
-            "eval_tokens": c.eval_tokens,
-            "device": c.device,
-            "threads": c.threads,
-            "compile": c.compile,
         }
 
     def run(self, spec: TrialSpec) -> TrialResult:
