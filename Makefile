@@ -36,16 +36,17 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python bench/proposal_time.py
-	$(BIN)/python bench/proxy_throughput.py
+	$(BIN)/python benchmarks/proposal_time.py
+	$(BIN)/python benchmarks/proxy_throughput.py
 
-# The optimiser benchmark: every method, 20 seeds, RegMix Pile in pool mode (admire bench --help).
+# The optimiser benchmark suite: every method on every problem, SEEDS seeds (admire bench --help).
+SEEDS ?= 20
 bench-opt: setup
-	$(BIN)/python -m admire bench pile-pool --seeds 20 --out bench-results/pile-pool $(ARGS)
+	$(BIN)/python -m admire bench suite --seeds $(SEEDS) --out bench-results/suite $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check admire tests bench scripts
-	$(BIN)/ruff format --check admire tests bench scripts
+	$(BIN)/ruff check admire tests benchmarks scripts
+	$(BIN)/ruff format --check admire tests benchmarks scripts
 
 clean-venv:
 	rm -rf $(VENV)

@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "problem",
-        help="pile-pool, pile-cc-pool, pile-continuous, synth-3, synth-8, or a run-table CSV path",
+        help="a problem (pile-pool, pile-cc-pool, pile-continuous, synth-3, synth-8, "
+        "synth-mislead, synth-curves), `suite` for all of them, or a run-table CSV path",
     )
     bench.add_argument("--seeds", type=int, default=20)
     bench.add_argument("--out", default=None, help="output folder (default bench-results/PROBLEM)")
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from admire.bench.harness import format_summary, run_bench
+    from admire.bench.harness import format_summary, run_bench, run_suite
     from admire.config import ConfigError
 
     if args.tracking_uri:
@@ -112,10 +113,28 @@ def _bench(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("bench-results") / Path(args.problem).stem)
     methods = [m for m in args.methods.split(",") if m] or None
     try:
-        rows = run_bench(args.problem, args.seeds, out, methods, args.workers, byo)
+        if args.problem == "suite":
+            rows = run_suite(args.seeds, out, methods, args.workers)
+        else:
+            rows = run_bench(args.problem, args.seeds, out, methods, args.workers, byo)
     except (ValueError, ConfigError) as err:
         print(f"admire bench: {err}", file=sys.stderr)
         return 2
-    print(format_summary(rows))
-    print(f"wrote {out}/results.csv, summary.csv, best_so_far.png, fidelity_usage.png")
+    print(format_summary(rows, SUITE_TABLE if args.problem == "suite" else None))
+    print(f"wrote {out}/summary.csv, results.csv and plots")
     return 0
+
+
+SUITE_TABLE = [
+    "problem",
+    "method",
+    "seeds",
+    "cost_to_best_median",
+    "cost_to_best_stable_median",
+    "regret_at_1",
+    "regret_at_2",
+    "regret_at_5",
+    "final_regret_median",
+    "coverage_2sd",
+    "sec_per_proposal_median",
+]

@@ -265,14 +265,42 @@ class ProxyRunnerConfig(_Strict):
 RunnerConfig = Annotated[ReplayRunnerConfig | ProxyRunnerConfig, Field(discriminator="kind")]
 
 
-class OptimizerConfig(_Strict):
-    """Settings of admire's multi-fidelity BO loop; the defaults suit most studies."""
+class OptimizerConfig(BaseModel):
+    """Which optimiser proposes the trials (`kind`, default `admire`) and its own settings.
 
-    n_initial: Annotated[int, Field(ge=2)] = 10
-    acquisition: Literal["mf-mes"] = "mf-mes"
-    n_candidates: Annotated[int, Field(ge=16, le=100_000)] = 1024
-    fixed_cost: Annotated[float, Field(ge=0.0)] = 0.0
-    """Overhead charged to every trial in the acquisition's cost (target-run units)."""
+    The other fields are the chosen optimiser's options (e.g. `n_initial` for `admire`),
+    validated against it: see `admire.optim` for the kinds and their options.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    kind: str = "admire"
+
+    @model_validator(mode="after")
+    def _known_kind_and_options(self) -> OptimizerConfig:
+        from admire.optim import OPTIMIZERS, optimizer_class
+
+        if self.kind not in OPTIMIZERS:
+            raise ValueError(f"kind: got {self.kind!r}; allowed: {', '.join(OPTIMIZERS)}")
+        cls = optimizer_class(self.kind)
+        try:
+            cls.Options.model_validate(self.options)
+        except ValidationError as err:
+            problems = []
+            for e in err.errors():
+                where = ".".join(str(p) for p in e["loc"])
+                msg = "unknown option (a typo?)" if e["type"] == "extra_forbidden" else e["msg"]
+                problems.append(f"{where}: {msg}")
+            known = ", ".join(cls.Options.model_fields) or "none"
+            raise ValueError(
+                f"options of optimizer {self.kind!r}: {'; '.join(problems)} (its options: {known})"
+            ) from None
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The optimiser's own settings (every field but `kind`)."""
+        return dict(self.model_extra or {})
 
 
 class StudyConfig(_Strict):
@@ -286,7 +314,7 @@ class StudyConfig(_Strict):
     fidelities: Fidelities
     budget: Budget
     runner: RunnerConfig
-    optimizer: OptimizerConfig = OptimizerConfig()
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
 
     @field_validator("domains", mode="before")
     @classmethod

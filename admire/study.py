@@ -14,34 +14,39 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-import torch
 import yaml
 from filelock import FileLock, Timeout
 
 from admire.config import (
     ConfigError,
     Domain,
-    Fidelity,
     ProxyRunnerConfig,
     StudyConfig,
     load_config,
     parse_config,
 )
-from admire.optim.acquisition import mf_mes_scores, predict
+from admire.optim import History, Optimizer, Proposal, Recommendation, SearchSpace, make_optimizer
 from admire.optim.cost import CostModel
-from admire.optim.surrogate import encode, fit_surrogate
-from admire.runners import Runner, TrialSpec, make_runner
-from admire.runners.base import PoolRow, TrialResult
+from admire.runners import Runner, make_runner
 from admire.runners.replay import BUILTIN_TABLES
 from admire.space import FidelitySpace, MixtureSpace, label
-from admire.tracking import COMPLETED, FAILED, RUNNING, StudyStore, TrialRecord, local_store_dir
+from admire.tracking import StudyStore, local_store_dir
+from admire.trial import (
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    TrialRecord,
+    TrialResult,
+    TrialSpec,
+    trial_seed,
+)
 
 
 class StudyExistsError(RuntimeError):
@@ -56,34 +61,12 @@ class StudyLockedError(RuntimeError):
     """Another live process is driving this study."""
 
 
-@dataclass(frozen=True)
-class Recommendation:
-    """The mixture with the best predicted objective at the target fidelity."""
-
-    weights: dict[str, float]
-    predicted: float
-    predicted_sd: float
-    fidelity: str
-    true: float | None = None
-    pool_id: str | None = None
-
-    def __str__(self) -> str:
-        top = sorted(self.weights.items(), key=lambda kv: -kv[1])
-        mix = ", ".join(f"{k} {v:.3f}" for k, v in top if v >= 0.0005)
-        true = "" if self.true is None else f"; true {self.true:.4f}"
-        return (
-            f"recommended mixture at {self.fidelity}: {mix}\n"
-            f"  predicted objective {self.predicted:.4f} +- {self.predicted_sd:.4f}{true}"
-        )
-
-
-def trial_seed(study_seed: int, index: int) -> int:
-    """The seed of trial `index`: distinct per trial, reproducible from the study seed."""
-    return (study_seed * 1_000_003 + index * 7919 + 1) % (2**31 - 1)
-
-
 class Study:
     """A mixture-optimisation study, stored in MLflow; create, load, optimise, resume.
+
+    The study owns the life cycle (the loop, the budget, the lock, running trials, progress);
+    what to run next and what to recommend are its `optimizer`'s (`optimizer.kind` in the
+    study file), which sees only the trial history read back from MLflow.
 
     >>> study = Study.create("studies/pile-replay.yaml")
     >>> study.optimize()
@@ -100,14 +83,25 @@ class Study:
         self.mixtures = MixtureSpace.from_domains(_capped_domains(config, runner))
         self.fidelities = FidelitySpace.from_config(config.fidelities)
         self.metrics = config.objective.resolve(runner.metric_names())
-        self._sign = -1.0 if config.objective.direction == "minimize" else 1.0
         pool = runner.pool()
         grid = set(self.fidelities.fidelities)
         # A runner may hold runs at fidelities this study does not use; they are not options.
-        self._pool = None if pool is None else [p for p in pool if p.fidelity in grid]
-        self._model_cache: tuple[int, object] | None = None
-        self._rec_cache: tuple[tuple[int, int, str], Recommendation] | None = None
+        space = SearchSpace(
+            mixtures=self.mixtures,
+            fidelities=self.fidelities,
+            pool=None if pool is None else tuple(p for p in pool if p.fidelity in grid),
+            maximize=config.objective.direction == "maximize",
+            seed=config.seed,
+        )
+        self.optimizer: Optimizer = make_optimizer(
+            config.optimizer.kind, space, config.optimizer.options
+        )
+        self._rec_cache: tuple[tuple[int, int, str], Recommendation | None] | None = None
         self._out: TextIO = sys.stdout
+        self.last_recommendation: Recommendation | None = None
+        """The recommendation after the latest finished trial of this process."""
+        self.last_optimizer_seconds = 0.0
+        """Optimiser time spent on the latest trial: its proposal and the recommendation."""
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -148,8 +142,11 @@ class Study:
         return cls(config, store, parent, runner)
 
     @classmethod
-    def load(cls, name: str, *, tracking_uri: str | None = None) -> Study:
-        """Open an existing study by name, with the config it was created with."""
+    def load(
+        cls, name: str, *, tracking_uri: str | None = None, runner: Runner | None = None
+    ) -> Study:
+        """Open an existing study by name, with the config it was created with (and the
+        runner it names, unless `runner` is given)."""
         store = StudyStore(tracking_uri)
         parent = store.find_study(name)
         if parent is None:
@@ -159,7 +156,7 @@ class Study:
                 + (f"; studies there: {', '.join(known)}" if known else "")
             )
         config = parse_config(yaml.safe_load(store.study_config_yaml(parent)), f"study {name}")
-        return cls(config, store, parent, make_runner(config))
+        return cls(config, store, parent, runner if runner is not None else make_runner(config))
 
     # ---- reading ---------------------------------------------------------------------------
     @property
@@ -169,7 +166,16 @@ class Study:
     @property
     def trials(self) -> list[TrialRecord]:
         """Every trial so far, in index order, as stored in MLflow."""
-        return self.store.trials(self.parent_id)
+        return [self._with_objective_curve(r) for r in self.store.trials(self.parent_id)]
+
+    def _with_objective_curve(self, record: TrialRecord) -> TrialRecord:
+        combine = self.config.objective.combine
+        curve = [
+            (t, combine(m, self.metrics))
+            for t, m in record.curve
+            if all(k in m and math.isfinite(m[k]) for k in self.metrics)
+        ]
+        return replace(record, objective_curve=curve)
 
     def _cost_model(self, records: list[TrialRecord]) -> CostModel:
         prior = []
@@ -182,6 +188,11 @@ class Study:
                 model.observe(self.fidelities.index(r.spec.fidelity), r.raw_cost)
         return model
 
+    def history(self, records: list[TrialRecord] | None = None) -> History:
+        """The trials as the optimiser sees them, with the current cost of each fidelity."""
+        records = self.trials if records is None else records
+        return History(records, self._cost_model(records).relative())
+
     def spent(self, records: list[TrialRecord] | None = None) -> float:
         """Cost spent so far, in target-run units."""
         records = self.trials if records is None else records
@@ -189,22 +200,9 @@ class Study:
         return sum(costs.to_units(r.raw_cost) for r in records)
 
     def best(self) -> Recommendation | None:
-        """The recommended mixture: best posterior mean at the target fidelity (None before
-        any trial has completed)."""
+        """The optimiser's recommended mixture for the target fidelity (None before any
+        trial has completed)."""
         return self._recommend(self.trials)
-
-    def predict(
-        self, weights: np.ndarray, fidelity: Fidelity | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and sd of the objective (in its own direction) for mixtures
-        (n, domains, in the study's domain order) at `fidelity` (default: the target)."""
-        done = self._completed(self.trials)
-        if len(done) < 1:
-            raise ValueError("no completed trial yet: nothing to predict from")
-        fid = self.fidelities.target if fidelity is None else fidelity
-        coords = self.fidelities.coords()[self.fidelities.index(fid)]
-        pred = predict(self._model(done), np.atleast_2d(weights), coords)
-        return self._sign * pred.mean, pred.sd
 
     # ---- the loop --------------------------------------------------------------------------
     def optimize(
@@ -220,7 +218,8 @@ class Study:
         With no arguments the study runs to its configured budget (after a crash: picks up
         where it stopped, finishing an interrupted trial first). `max_trials` / `max_cost`
         instead allow that many *more* trials / target-run units in this call, also beyond a
-        finished budget, like Optuna's `n_trials`.
+        finished budget, like Optuna's `n_trials`. `callback` is called with each finished
+        trial's record.
         """
         with _lock(self.store, self.name):
             self.store.mark_study(self.parent_id, running=True)
@@ -232,19 +231,24 @@ class Study:
             else:
                 trial_cap = None if max_trials is None else n0 + max_trials
                 cost_cap = None if max_cost is None else c0 + max_cost
-            while True:
-                spent = self.spent(records)
-                if trial_cap is not None and len(records) >= trial_cap:
-                    break
-                remaining = math.inf if cost_cap is None else cost_cap - spent
+            while trial_cap is None or len(records) < trial_cap:
+                history = self.history(records)
+                if trial_cap is not None:
+                    history = replace(history, trials_left=trial_cap - len(records))
+                remaining = math.inf if cost_cap is None else cost_cap - self.spent(records)
                 if remaining <= 1e-12:
                     break
-                proposal = self._propose(records, remaining)
-                if proposal is None:
+                start = time.perf_counter()
+                proposals = self.optimizer.propose(history, remaining)
+                self.last_optimizer_seconds = time.perf_counter() - start
+                if not proposals:
                     break
-                spec, step, predicted = proposal
-                run_id = self.store.start_trial(self.parent_id, spec, step, predicted)
-                record = self._execute(run_id, spec, step, records)
+                index = history.next_index()
+                spec = self._spec(index, proposals[0])
+                run_id = self.store.start_trial(
+                    self.parent_id, spec, proposals[0].step, proposals[0].predicted
+                )
+                record = self._execute(run_id, spec, proposals[0].step, records)
                 records.append(record)
                 self._after_trial(records, trial_cap, cost_cap, progress)
                 if callback is not None:
@@ -261,6 +265,13 @@ class Study:
         """Continue the study (see `optimize`): after a crash, to its configured budget; with
         `max_trials`/`max_cost`, for that many more trials/cost units."""
         return self.optimize(max_trials, max_cost, progress=progress)
+
+    def _spec(self, index: int, proposal: Proposal) -> TrialSpec:
+        """The trial a proposal becomes; an optimiser's infeasible mixture is refused here."""
+        self.mixtures.check(proposal.weights)
+        seed = trial_seed(self.config.seed, index)
+        weights = self.mixtures.as_dict(proposal.weights)
+        return TrialSpec(index, weights, proposal.fidelity, seed, proposal.pool_id)
 
     def _finish_interrupted(self, records: list[TrialRecord], progress: bool) -> list[TrialRecord]:
         out = []
@@ -301,26 +312,22 @@ class Study:
                 result.error = f"missing metrics {missing}, non-finite {bad}"
             else:
                 objective = self.config.objective.combine(result.metrics, self.metrics)
-        curve = [
-            (t, self.config.objective.combine(m, self.metrics))
-            for t, m in result.curve
-            if all(k in m and math.isfinite(m[k]) for k in self.metrics)
-        ]
-        units = self._cost_model(records).to_units(result.cost) if result.cost > 0 else 0.0
-        self.store.finish_trial(run_id, result, objective, units, curve)
-        metrics = dict(result.metrics)
-        metrics["cost.raw"] = result.cost
-        if objective is not None:
-            metrics["objective"] = objective
-        return TrialRecord(
+        record = TrialRecord(
             run_id=run_id,
             spec=spec,
             state=FAILED if result.failed else COMPLETED,
             step=step,
-            metrics=metrics,
+            metrics=dict(result.metrics),
             error=result.error,
             curve=[] if result.failed else result.curve,
         )
+        record = self._with_objective_curve(record)
+        units = self._cost_model(records).to_units(result.cost) if result.cost > 0 else 0.0
+        self.store.finish_trial(run_id, result, objective, units, record.objective_curve)
+        record.metrics["cost.raw"] = result.cost
+        if objective is not None:
+            record.metrics["objective"] = objective
+        return record
 
     def _after_trial(
         self,
@@ -331,7 +338,10 @@ class Study:
     ) -> None:
         last = records[-1]
         spent = self.spent(records)
+        start = time.perf_counter()
         rec = self._recommend(records)
+        self.last_optimizer_seconds += time.perf_counter() - start
+        self.last_recommendation = rec
         target = self.fidelities.target
         at_target = [
             r.objective for r in records if r.objective is not None and r.spec.fidelity == target
@@ -341,10 +351,12 @@ class Study:
             "trials_completed": sum(r.state == COMPLETED for r in records),
         }
         if at_target:
-            values["best_objective_target"] = (min if self._sign < 0 else max)(at_target)
+            maximize = self.config.objective.direction == "maximize"
+            values["best_objective_target"] = (max if maximize else min)(at_target)
         if rec is not None:
             values["recommended_predicted"] = rec.predicted
-            values["recommended_predicted_sd"] = rec.predicted_sd
+            if math.isfinite(rec.predicted_sd):
+                values["recommended_predicted_sd"] = rec.predicted_sd
         self.store.log_study_progress(self.parent_id, last.spec.index, values)
         if progress:
             n = f"{len(records)}/{trial_cap}" if trial_cap else f"{len(records)}"
@@ -354,11 +366,9 @@ class Study:
                 if last.objective is not None
                 else f"FAILED ({last.error[:60]})"
             )
-            best = (
-                ""
-                if rec is None
-                else f" | best (pred.) {rec.predicted:.4f} +- {rec.predicted_sd:.4f}"
-            )
+            best = "" if rec is None else f" | best (pred.) {rec.predicted:.4f}"
+            if rec is not None and math.isfinite(rec.predicted_sd):
+                best += f" +- {rec.predicted_sd:.4f}"
             print(
                 f"[{self.name}] trial {n} {label(last.spec.fidelity):<18} {last.step:<7} "
                 f"-> {result} | cost {spent:.4g}{budget}{best}",
@@ -366,163 +376,17 @@ class Study:
                 flush=True,
             )
 
-    # ---- proposals -------------------------------------------------------------------------
-    def _completed(self, records: list[TrialRecord]) -> list[TrialRecord]:
-        return [r for r in records if r.state == COMPLETED and r.objective is not None]
-
-    def _model(self, records: list[TrialRecord]):  # type: ignore[no-untyped-def]
-        done = self._completed(records)
-        key = len(done), done[-1].run_id if done else ""
-        if self._model_cache is not None and self._model_cache[0] == key:
-            return self._model_cache[1]
-        coords = self.fidelities.coords()
-        w = torch.tensor(
-            np.array([[r.spec.weights[n] for n in self.mixtures.names] for r in done]),
-            dtype=torch.float64,
-        )
-        f = torch.tensor(
-            np.array([coords[self.fidelities.index(r.spec.fidelity)] for r in done]),
-            dtype=torch.float64,
-        )
-        y = torch.tensor([[self._sign * r.objective] for r in done], dtype=torch.float64)
-        with torch.random.fork_rng():
-            torch.manual_seed(self.config.seed)
-            model = fit_surrogate(encode(w, f), y)
-        self._model_cache = (key, model)
-        return model
-
-    def _used_pool_ids(self, records: list[TrialRecord]) -> set[str]:
-        return {r.spec.pool_id for r in records if r.spec.pool_id is not None}
-
-    def _propose(
-        self, records: list[TrialRecord], remaining: float
-    ) -> tuple[TrialSpec, str, tuple[float, float] | None] | None:
-        index = max((r.spec.index for r in records), default=-1) + 1
-        seed = trial_seed(self.config.seed, index)
-        costs = self._cost_model(records).relative()
-        affordable = [i for i, c in enumerate(costs) if c <= remaining + 1e-12]
-        if not affordable:
-            return None
-        done = self._completed(records)
-        n_init = self.config.optimizer.n_initial
-        if index < n_init or len(done) < 2:
-            return self._initial(index, seed, records, affordable)
-        return self._bayesian(index, seed, records, affordable, costs)
-
-    def _initial(
-        self, index: int, seed: int, records: list[TrialRecord], affordable: list[int]
-    ) -> tuple[TrialSpec, str, None] | None:
-        """Space-filling design at the cheapest fidelity, regenerated from the study seed."""
-        n_design = max(self.config.optimizer.n_initial, index + 1)
-        design = self.mixtures.space_filling(n_design, self.config.seed)
-        point = design[index]
-        fid_i = min(affordable, key=lambda i: self._cost_model(records).relative()[i])
-        fid = self.fidelities.fidelities[fid_i]
-        if self._pool is None:
-            return self._spec(index, point, fid, seed, None), "sobol", None
-        used = self._used_pool_ids(records)
-        rows = [p for p in self._pool if p.fidelity == fid and p.pool_id not in used]
-        if not rows:
-            return None
-        nearest = min(rows, key=lambda p: float(((p.weights - point) ** 2).sum()))
-        return self._spec(index, nearest.weights, fid, seed, nearest.pool_id), "sobol", None
-
-    def _spec(self, index: int, w: np.ndarray, fid, seed: int, pool_id: str | None) -> TrialSpec:  # type: ignore[no-untyped-def]
-        self.mixtures.check(w)
-        return TrialSpec(index, self.mixtures.as_dict(w), fid, seed, pool_id)
-
-    def _target_candidates(
-        self, records: list[TrialRecord], seed: int
-    ) -> tuple[np.ndarray, list[PoolRow] | None]:
-        """Mixtures among which the target-fidelity optimum is sought."""
-        target = self.fidelities.target
-        if self._pool is not None:
-            rows = [p for p in self._pool if p.fidelity == target]
-            return np.array([p.weights for p in rows]), rows
-        n = self.config.optimizer.n_candidates
-        cloud = self.mixtures.sample(n, seed)
-        done = self._completed(records)
-        observed = np.array([[r.spec.weights[k] for k in self.mixtures.names] for r in done])
-        pred = predict(
-            self._model(records), observed, self.fidelities.coords()[self.fidelities.target_index]
-        )
-        top = observed[np.argsort(-pred.mean)[: min(8, len(observed))]]
-        local = self.mixtures.neighbours(top, n // 2, seed + 1)
-        return np.concatenate([cloud, local, observed]), None
-
-    def _bayesian(
-        self,
-        index: int,
-        seed: int,
-        records: list[TrialRecord],
-        affordable: list[int],
-        costs: np.ndarray,
-    ) -> tuple[TrialSpec, str, tuple[float, float]] | None:
-        model = self._model(records)
-        coords = self.fidelities.coords()
-        target_w, _ = self._target_candidates(records, seed)
-        if self._pool is not None:
-            used = self._used_pool_ids(records)
-            rows = [
-                p
-                for p in self._pool
-                if p.pool_id not in used and self.fidelities.index(p.fidelity) in affordable
-            ]
-            if not rows:
-                return None
-            cand_w = np.array([p.weights for p in rows])
-            cand_f = np.array([self.fidelities.index(p.fidelity) for p in rows])
-            ids: list[str | None] = [p.pool_id for p in rows]
-        else:
-            cand_w = np.repeat(target_w, len(affordable), axis=0)
-            cand_f = np.tile(np.array(affordable), len(target_w))
-            # Observed mixtures are candidates for the recommendation, not for another run at
-            # the same fidelity.
-            seen = {
-                (self.fidelities.index(r.spec.fidelity), *r.spec.weights.values()) for r in records
-            }
-            fresh = [
-                (int(f), *self.mixtures.as_dict(w).values()) not in seen
-                for w, f in zip(cand_w, cand_f, strict=True)
-            ]
-            cand_w, cand_f = cand_w[fresh], cand_f[fresh]
-            ids = [None] * len(cand_w)
-        eff_costs = costs + self.config.optimizer.fixed_cost
-        scores = mf_mes_scores(
-            model, cand_w, cand_f, coords, eff_costs, self.fidelities.target_index, target_w, seed
-        )
-        best = int(np.argmax(scores))
-        fid = self.fidelities.fidelities[int(cand_f[best])]
-        pred = predict(model, cand_w[best : best + 1], coords[int(cand_f[best])])
-        predicted = (self._sign * float(pred.mean[0]), float(pred.sd[0]))
-        spec = self._spec(index, cand_w[best], fid, seed, ids[best])
-        return spec, "mf-mes", predicted
-
     def _recommend(self, records: list[TrialRecord]) -> Recommendation | None:
-        done = self._completed(records)
-        if not done:
-            return None
+        done = [r for r in records if r.state == COMPLETED]
         # Progress logging and `best()` ask for the same recommendation after each trial.
-        key = (len(records), len(done), done[-1].run_id)
+        key = (len(records), len(done), done[-1].run_id if done else "")
         if self._rec_cache is not None and self._rec_cache[0] == key:
             return self._rec_cache[1]
-        seed = trial_seed(self.config.seed, len(records)) + 17
-        target_w, rows = self._target_candidates(records, seed)
-        coords = self.fidelities.coords()[self.fidelities.target_index]
-        pred = predict(self._model(records), target_w, coords)
-        best = int(np.argmax(pred.mean))
-        weights = self.mixtures.as_dict(target_w[best])
-        target = self.fidelities.target
-        truth = self.runner.reference(weights, target)
-        true = None if truth is None else self.config.objective.combine(truth, self.metrics)
-        rec = Recommendation(
-            weights=weights,
-            predicted=self._sign * float(pred.mean[best]),
-            predicted_sd=float(pred.sd[best]),
-            fidelity=label(target),
-            true=true,
-            pool_id=None if rows is None else rows[best].pool_id,
-        )
+        rec = self.optimizer.recommend(self.history(records))
+        if rec is not None:
+            truth = self.runner.reference(rec.weights, self.fidelities.target)
+            if truth is not None:
+                rec = replace(rec, true=self.config.objective.combine(truth, self.metrics))
         self._rec_cache = (key, rec)
         return rec
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -29,7 +28,16 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from admire.config import Fidelity, StudyConfig
-from admire.runners.base import TrialResult, TrialSpec
+from admire.trial import (
+    COMPLETED,
+    COST,
+    FAILED,
+    OBJECTIVE,
+    RUNNING,
+    TrialRecord,
+    TrialResult,
+    TrialSpec,
+)
 
 DEFAULT_STORE_DIR = Path("mlruns")
 KIND_TAG = "admire.kind"
@@ -40,9 +48,6 @@ CURVE_TAG = "admire.curve"
 MAX_TAG_CHARS = 7900
 TRIAL_TAG = "trial"
 STATUS_TAG = "status"
-RUNNING, COMPLETED, FAILED = "RUNNING", "COMPLETED", "FAILED"
-OBJECTIVE = "objective"
-COST = "cost"
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -61,29 +66,6 @@ def local_store_dir(uri: str) -> Path | None:
     if parsed.scheme in ("", "file"):
         return Path(parsed.path or uri).resolve()
     return None
-
-
-@dataclass
-class TrialRecord:
-    """A trial as the store has it."""
-
-    run_id: str
-    spec: TrialSpec
-    state: str
-    step: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    error: str = ""
-    closed: bool = True
-    curve: list[tuple[int, dict[str, float]]] = field(default_factory=list)
-    """Intermediate observations (tokens seen, metrics), the last being the final result."""
-
-    @property
-    def objective(self) -> float | None:
-        return self.metrics.get(OBJECTIVE)
-
-    @property
-    def raw_cost(self) -> float:
-        return self.metrics.get(COST + ".raw", 0.0)
 
 
 def _curve_json(curve: list[tuple[int, dict[str, float]]]) -> str:

@@ -89,8 +89,10 @@ def test_interrupted_trial_is_finished_in_its_own_run(tracking_uri: str) -> None
     study = Study.create(small_pile(budget={"max_trials": 4}), tracking_uri=tracking_uri)
     study.optimize(max_trials=2, progress=False)
     # A crash after the trial's run was recorded but before it finished:
-    spec, step, predicted = study._propose(study.trials, remaining=10.0)
-    run_id = study.store.start_trial(study.parent_id, spec, step, predicted)
+    history = study.history()
+    proposal = study.optimizer.propose(history, remaining=10.0)[0]
+    spec = study._spec(history.next_index(), proposal)
+    run_id = study.store.start_trial(study.parent_id, spec, proposal.step, proposal.predicted)
     study = Study.load("pile-replay", tracking_uri=tracking_uri)
     assert study.trials[-1].state == "RUNNING"
     study.resume(progress=False)

@@ -14,16 +14,18 @@ import csv
 import math
 import multiprocessing as mp
 import os
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from admire.bench.methods import METHODS, Step, run_method
-from admire.bench.problems import PaidRunner, Problem, load_problem
+from admire.bench.methods import METHODS, method_optimizer
+from admire.bench.problems import SUITE, PaidRunner, Problem, load_problem
 
-REGRET_BUDGETS = (2, 5, 10, 20)
+REGRET_BUDGETS = (1, 2, 5, 10, 20)
 SUMMARY_COLUMNS = [
     "method",
     "seeds",
@@ -39,6 +41,8 @@ SUMMARY_COLUMNS = [
     "sec_per_proposal_median",
     "trials_median",
     "cost_to_best_median_flops",
+    "pick_changes_median",
+    "coverage_2sd",
 ]
 TIE = 1e-9
 
@@ -54,24 +58,80 @@ class Trace:
     regrets: list[float]
     fidelities: list[str]
     seconds: list[float]
+    picks: list[str] = field(default_factory=list)
+    """An id of the recommended mixture after each trial (to count how often it changes)."""
+    covered: list[float] = field(default_factory=list)
+    """1 when the pick's true value lay within its predicted +- 2 sd, 0 when not, NaN when
+    the method gave no sd."""
 
 
 def run_one(problem: Problem, method: str, seed: int) -> Trace:
-    """Run a method on a problem for one seed and score every recommendation."""
+    """Run a method on a problem for one seed, through `Study` on a throwaway MLflow store,
+    and score the recommendation standing after every trial."""
+    from admire.study import Study
+
+    config = problem.config.model_copy(
+        update={
+            "seed": seed,
+            "name": f"bench-{method}-{seed}",
+            "optimizer": method_optimizer(method, problem),
+        }
+    )
     costs, flops, regrets, fids, secs = [], [], [], [], []
-    flops_spent = 0.0
+    picks: list[str] = []
+    covered: list[float] = []
+    sign = 1.0 if config.objective.direction == "minimize" else -1.0
+    records: list = []
+    names = config.domain_names
+    uninformed = _uninformed_regret(problem)
+    with tempfile.TemporaryDirectory() as tmp:
+        study = Study.create(
+            config,
+            tracking_uri=_throwaway_store(Path(tmp)),
+            runner=PaidRunner(problem.make_runner()),
+        )
 
-    def report(step: Step) -> None:
-        nonlocal flops_spent
-        flops_spent += problem.flops_cost.get(step.fidelity, math.nan)
-        costs.append(step.cost)
-        flops.append(flops_spent)
-        regrets.append(problem.truth(step.recommendation) - problem.best)
-        fids.append(step.fidelity.model_size)
-        secs.append(step.seconds)
+        def after(record) -> None:  # type: ignore[no-untyped-def]
+            records.append(record)
+            rec = study.last_recommendation
+            costs.append(study.spent(records))
+            flops.append(
+                (flops[-1] if flops else 0.0)
+                + problem.flops_cost.get(record.spec.fidelity, math.nan)
+            )
+            if rec is None:  # no pick yet: an uninformed one stands
+                regrets.append(uninformed)
+                picks.append("")
+                covered.append(math.nan)
+            else:
+                pick = np.array([rec.weights[n] for n in names])
+                truth = problem.truth(pick)
+                regrets.append(truth - problem.best)
+                picks.append(",".join(f"{x:.6f}" for x in pick))
+                sd = rec.predicted_sd
+                inside = abs(sign * truth - rec.predicted) <= 2 * sd
+                covered.append(float(inside) if math.isfinite(sd) and sd > 0 else math.nan)
+            fids.append(record.spec.fidelity.model_size)
+            secs.append(study.last_optimizer_seconds)
 
-    run_method(method, problem, seed, PaidRunner(problem.make_runner()), report)
-    return Trace(method, seed, costs, flops, regrets, fids, secs)
+        study.optimize(progress=False, callback=after)
+    return Trace(method, seed, costs, flops, regrets, fids, secs, picks, covered)
+
+
+def _throwaway_store(folder: Path) -> str:
+    """A fresh SQLite MLflow store in `folder`, copied from a migrated template (running
+    MLflow's migrations costs seconds per store)."""
+    global _TEMPLATE
+    if _TEMPLATE is None or not _TEMPLATE.exists():
+        from mlflow.tracking import MlflowClient
+
+        _TEMPLATE = Path(tempfile.mkdtemp(prefix="admire-bench-")) / "template.db"
+        MlflowClient(tracking_uri=f"sqlite:///{_TEMPLATE}").search_experiments()
+    shutil.copyfile(_TEMPLATE, folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+_TEMPLATE: Path | None = None
 
 
 def _first_cost(costs: list[float], ok: list[bool], default: float) -> float:
@@ -136,9 +196,20 @@ def summarise(
             "cost_to_best_median_flops": float(np.nanmedian(flops_hit))
             if not all(math.isnan(x) for x in flops_hit)
             else math.nan,
+            "pick_changes_median": float(
+                np.median(
+                    [sum(a != b for a, b in zip(t.picks, t.picks[1:], strict=False)) for t in ts]
+                )
+            ),
+            "coverage_2sd": _mean_finite([c for t in ts for c in t.covered]),
         }
         rows.append(row)
     return rows
+
+
+def _mean_finite(xs: list[float]) -> float:
+    finite = [x for x in xs if math.isfinite(x)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def _job(args: tuple[str, dict, str, int]) -> Trace:
@@ -202,6 +273,32 @@ def run_bench(
     return rows
 
 
+def run_suite(
+    seeds: int,
+    out: Path,
+    methods: list[str] | None = None,
+    workers: int | None = None,
+    problems: list[str] | None = None,
+    log=print,  # type: ignore[no-untyped-def]
+) -> list[dict]:
+    """Every method on every suite problem (`problems.SUITE`): one folder per problem as
+    `run_bench` writes it, and `summary.csv` with one row per (problem, method)."""
+    start = time.perf_counter()
+    rows = []
+    for name in problems or SUITE:
+        rows += [
+            {"problem": name, **r}
+            for r in run_bench(name, seeds, out / name, methods, workers, log=log)
+        ]
+    with (out / "summary.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["problem", *SUMMARY_COLUMNS])
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    log(f"suite: {len(rows)} rows in {time.perf_counter() - start:.0f} s -> {out / 'summary.csv'}")
+    return rows
+
+
 def _uninformed_regret(problem: Problem) -> float:
     if problem.target_pool is not None:
         return float(np.mean([problem.truth(w) for w in problem.target_pool]) - problem.best)
@@ -231,13 +328,10 @@ def _write(out: Path, traces: list[Trace], rows: list[dict]) -> None:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
-def format_summary(rows: list[dict]) -> str:
-    """The summary as an aligned text table."""
-    cols = SUMMARY_COLUMNS
-    cells = [
-        [r["method"], *(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols[1:])]
-        for r in rows
-    ]
+def format_summary(rows: list[dict], columns: list[str] | None = None) -> str:
+    """The summary as an aligned text table (all columns, or `columns`)."""
+    cols = columns or list(rows[0])
+    cells = [[f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
     lines += ["  ".join(x.rjust(w) for x, w in zip(row, widths, strict=True)) for row in cells]

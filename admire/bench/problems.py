@@ -8,7 +8,6 @@ nothing. The scorer reads the truth separately, after a method has named its pic
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -27,8 +26,6 @@ class PaidRunner:
 
     def __init__(self, inner: Runner) -> None:
         self.inner = inner
-        self.seconds = 0.0
-        """Time spent answering trials, so a method's own time can be told apart."""
 
     def metric_names(self) -> list[str]:
         return self.inner.metric_names()
@@ -40,11 +37,7 @@ class PaidRunner:
         return self.inner.expected_cost(fidelity)
 
     def run(self, spec: TrialSpec) -> TrialResult:
-        start = time.perf_counter()
-        try:
-            return self.inner.run(spec)
-        finally:
-            self.seconds += time.perf_counter() - start
+        return self.inner.run(spec)
 
     def reference(self, weights: dict[str, float], fidelity: Fidelity) -> dict[str, float] | None:
         return None
@@ -149,13 +142,18 @@ def _pile(name: str, mode: str, objective: str = "loss.*") -> Problem:
 class SyntheticRunner:
     """A multi-fidelity function on the simplex with a known optimum, for fast tests.
 
-    target(w) = sum_i a_i (w_i - w*_i)^2 + 0.3 * sum_i sin(5 w_i)^2 / k, and at a cheaper
-    fidelity the optimum drifts (w* moves towards `shift`) and a fidelity offset is added:
-    cheap runs are informative but not faithful."""
+    target(w) = sum_i a_i (w_i - w*_i)^2 + 0.3 * sum_i sin(5 w_i)^2 / k. At a cheaper
+    fidelity the optimum drifts (w* moves towards `shift`) and an offset is added: cheap runs
+    are informative but not faithful. With `mislead`, cheap fidelities also see a deep basin
+    around `shift` that the target does not have: there the cheap ranking is reversed. With
+    several token budgets per size, a trial returns its lower-token values as its curve
+    (checkpoints of the same run)."""
 
-    def __init__(self, config: StudyConfig, optimum: np.ndarray, shift: np.ndarray) -> None:
+    def __init__(
+        self, config: StudyConfig, optimum: np.ndarray, shift: np.ndarray, mislead: float = 0.0
+    ) -> None:
         self.config = config
-        self.optimum, self.shift = optimum, shift
+        self.optimum, self.shift, self.mislead = optimum, shift, mislead
         k = len(optimum)
         self.scales = 1.0 + np.arange(k) / k
         self.grid = config.fidelities.grid()
@@ -180,7 +178,8 @@ class SyntheticRunner:
         k = len(w)
         bowl = float(np.sum(self.scales * (w - centre) ** 2))
         ripple = 0.3 * float(np.sum(np.sin(5 * w) ** 2)) / k
-        return 2.0 + 3.0 * gap + bowl + ripple * (1 + gap)
+        trap = self.mislead * gap * math.exp(-float(np.sum((w - self.shift) ** 2)) / 0.08)
+        return 2.0 + 3.0 * gap + bowl + ripple * (1 + gap) - trap
 
     def expected_cost(self, fidelity: Fidelity) -> float | None:
         fids = self.config.fidelities
@@ -188,26 +187,36 @@ class SyntheticRunner:
 
     def run(self, spec: TrialSpec) -> TrialResult:
         w = np.array([spec.weights[n] for n in self.config.domain_names])
-        cost = self.expected_cost(spec.fidelity)
+        fid = spec.fidelity
+        cost = self.expected_cost(fid)
         assert cost is not None
-        return TrialResult({"loss": self.value(w, spec.fidelity)}, cost)
+        lower = [f for f in self.grid if f.model_size == fid.model_size and f.tokens < fid.tokens]
+        curve = [(int(f.tokens), {"loss": self.value(w, f)}) for f in lower]
+        final = {"loss": self.value(w, fid)}
+        if curve:
+            curve.append((int(fid.tokens), final))
+        return TrialResult(final, cost, curve=curve)
 
     def reference(self, weights: dict[str, float], fidelity: Fidelity) -> dict[str, float] | None:
         return None
 
 
-def synthetic_problem(name: str, k: int, seed: int) -> Problem:
-    """A k-domain synthetic problem with three fidelities (costs 0.001 : 0.03 : 1)."""
+def synthetic_problem(
+    name: str, k: int, seed: int, mislead: float = 0.0, token_steps: int = 1
+) -> Problem:
+    """A k-domain synthetic problem with three model sizes (costs 0.001 : 0.03 : 1 at full
+    tokens), each trained for `token_steps` budgets (1/2^i of the full one, with checkpoints)."""
     rng = np.random.default_rng(seed)
     optimum = rng.dirichlet(np.full(k, 2.0))
     shift = rng.dirichlet(np.ones(k))
+    tokens = [1e9 / 2**i for i in range(token_steps)]
     data = {
         "name": name,
         "domains": [f"d{i}" for i in range(k)],
         "objective": {"metrics": "loss"},
         "fidelities": {
             "model_sizes": {"S": 1e6, "M": 3e7, "L": 1e9},
-            "pairs": [["S", 1e9], ["M", 1e9], ["L", 1e9]],
+            "pairs": [[s, t] for s in ("S", "M", "L") for t in tokens],
             "target": {"model_size": "L", "tokens": 1e9},
         },
         "budget": {"max_trials": 40, "max_cost": 10.0},
@@ -216,7 +225,7 @@ def synthetic_problem(name: str, k: int, seed: int) -> Problem:
         "optimizer": {"n_initial": 6, "n_candidates": 256},
     }
     config = parse_config(data, name)
-    runner = SyntheticRunner(config, optimum, shift)
+    runner = SyntheticRunner(config, optimum, shift, mislead)
     target = config.fidelities.target
     space = MixtureSpace.from_domains(list(config.domains))
     cloud = np.concatenate([space.sample(20_000, seed=1), optimum[None, :]])
@@ -224,7 +233,7 @@ def synthetic_problem(name: str, k: int, seed: int) -> Problem:
     return Problem(
         name,
         config,
-        lambda: SyntheticRunner(config, optimum, shift),
+        lambda: SyntheticRunner(config, optimum, shift, mislead),
         lambda w: runner.value(w, target),
         best,
         None,
@@ -238,7 +247,10 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "pile-continuous": lambda: _pile("pile-continuous", "continuous"),
     "synth-3": lambda: synthetic_problem("synth-3", 3, seed=3),
     "synth-8": lambda: synthetic_problem("synth-8", 8, seed=8),
+    "synth-mislead": lambda: synthetic_problem("synth-mislead", 5, seed=5, mislead=1.5),
+    "synth-curves": lambda: synthetic_problem("synth-curves", 5, seed=6, token_steps=3),
 }
+SUITE = list(PROBLEMS)
 
 
 def csv_problem(

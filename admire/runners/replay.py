@@ -46,6 +46,9 @@ class RunTable:
     weights: np.ndarray
     values: np.ndarray
     cost: np.ndarray
+    runs: list[str | None] | None = None
+    """The training run each row belongs to (optional `run` column): rows of one run at
+    fewer tokens are its checkpoints."""
 
     @classmethod
     def load(cls, table: str, base: Path | None = None) -> RunTable:
@@ -120,6 +123,7 @@ class RunTable:
             weights=weights,
             values=values,
             cost=cost,
+            runs=[row.get("run") or None for row in rows] if "run" in header else None,
         )
 
     def rows_at(self, fid: Fidelity) -> np.ndarray:
@@ -181,8 +185,14 @@ class ReplayRunner:
     def pool(self) -> list[PoolRow] | None:
         if self.mode != "pool":
             return None
+        runs = self.table.runs
         return [
-            PoolRow(self.table.run_ids[i], self.table.weights[i, self._order], fid)
+            PoolRow(
+                self.table.run_ids[i],
+                self.table.weights[i, self._order],
+                fid,
+                None if runs is None else runs[i],
+            )
             for fid, rows in self._rows.items()
             for i in rows
         ]
@@ -197,7 +207,41 @@ class ReplayRunner:
         if spec.pool_id is not None:
             cost = float(self.table.cost[self._by_id[spec.pool_id]])
         assert cost is not None
-        return TrialResult(metrics=values, cost=cost, info=info)
+        return TrialResult(metrics=values, cost=cost, info=info, curve=self._curve(spec, values))
+
+    def _curve(
+        self, spec: TrialSpec, final: dict[str, float]
+    ) -> list[tuple[int, dict[str, float]]]:
+        """The run's checkpoints up to the trial's tokens, the final result last: rows of the
+        same `run` (pool mode), or the same model size at fewer tokens (continuous mode)."""
+        fid = spec.fidelity
+        if spec.pool_id is not None:
+            runs = self.table.runs
+            run = None if runs is None else runs[self._by_id[spec.pool_id]]
+            if run is None:
+                return []
+            rows = [
+                i
+                for i, r in enumerate(runs)  # type: ignore[arg-type]
+                if r == run
+                and self.table.model_size[i] == fid.model_size
+                and self.table.tokens[i] < fid.tokens
+            ]
+            points = [
+                (
+                    int(self.table.tokens[i]),
+                    dict(zip(self._metrics, map(float, self.table.values[i]), strict=True)),
+                )
+                for i in rows
+            ]
+        else:
+            lower = [
+                f for f in self._rows if f.model_size == fid.model_size and f.tokens < fid.tokens
+            ]
+            if not lower:
+                return []
+            points = [(int(f.tokens), self._answer(spec.weights, f, None)) for f in lower]
+        return [*sorted(points, key=lambda p: p[0]), (int(fid.tokens), final)]
 
     def reference(self, weights: dict[str, float], fidelity: Fidelity) -> dict[str, float] | None:
         if self.mode == "pool":

@@ -1,6 +1,6 @@
 """Proxy-training throughput per named model size: tokens/s (and MFU on a GPU).
 
-    python bench/proxy_throughput.py [--device auto|cpu|cuda] [--sizes 0.1M,1M] [--seconds 8]
+    python benchmarks/proxy_throughput.py [--device auto|cpu|cuda] [--sizes 0.1M,1M] [--seconds 8]
 
 Each size trains on the embedded corpus (uniform mixture) for about `--seconds` after a short
 calibration run; the figure is training tokens/s, evaluation excluded. CPU runs use one thread,

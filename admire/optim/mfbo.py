@@ -1,0 +1,296 @@
+"""admire's multi-fidelity BO, and its single-fidelity variants (the bench's `sf-*` methods).
+
+1. A space-filling initial design at the cheapest fidelity (regenerated from the study seed).
+2. The multi-fidelity GP of `surrogate.py` over (mixture, fidelity), refitted on every
+   decision from the completed trials.
+3. Cost-aware multi-fidelity max-value entropy search (`acquisition.py`) over a finite,
+   exactly feasible candidate set (`candidates.py`).
+4. The recommendation: the best posterior mean at the target fidelity.
+
+Trials still running are taken into account by conditioning the model on its own posterior
+mean at their inputs (the "kriging believer"): their uncertainty collapses, so the acquisition
+looks elsewhere, without a refit. The same trick gives q > 1 proposals, one after another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from admire.optim.acquisition import mf_mes_scores, predict
+from admire.optim.base import History, Optimizer, Options, Proposal, Recommendation
+from admire.optim.candidates import target_candidates
+from admire.optim.surrogate import encode, fit_surrogate, hyperparameters
+from admire.trial import TrialSpec, trial_seed
+
+
+class MFBOOptions(Options):
+    """Settings of admire's multi-fidelity BO; the defaults suit most studies."""
+
+    n_initial: Annotated[int, Field(ge=2)] = 10
+    acquisition: Literal["mf-mes"] = "mf-mes"
+    n_candidates: Annotated[int, Field(ge=16, le=100_000)] = 1024
+    fixed_cost: Annotated[float, Field(ge=0.0)] = 0.0
+    """Overhead charged to every trial in the acquisition's cost (target-run units)."""
+    fidelity_scaling: bool = True
+    """Learn the spread of mixture effects per fidelity (off: one amplitude; an ablation)."""
+    warm_start: bool = True
+    """Start each GP fit from the previous one's hyperparameters (off: from the defaults)."""
+    trial_aware_cost: bool = True
+    """Price a trial by the scarcer of the two budgets it spends: its cost over the cost
+    left, or one trial over the trials left (off: by its cost alone)."""
+
+
+class AdmireOptimizer(Optimizer):
+    """Multi-fidelity GP BO over every fidelity of the study (the default optimiser)."""
+
+    name = "admire"
+    Options = MFBOOptions
+    options: MFBOOptions
+
+    def __init__(self, space, options=None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(space, options)
+        self._model_cache: tuple[tuple[int, str], object] | None = None
+        self._warm: dict | None = None
+
+    # ---- which fidelities this variant uses ------------------------------------------------
+    def allowed(self) -> list[int]:
+        """Fidelity indices this optimiser may run."""
+        return list(range(len(self.space.fidelities.fidelities)))
+
+    def recommend_index(self) -> int:
+        """The fidelity whose predictions pick the recommendation."""
+        return self.space.fidelities.target_index
+
+    # ---- the model -------------------------------------------------------------------------
+    def model(self, history: History):  # type: ignore[no-untyped-def]
+        """The GP fitted to the completed trials (cached per history)."""
+        done = history.completed
+        key = (len(done), done[-1].run_id if done else "")
+        if self._model_cache is not None and self._model_cache[0] == key:
+            return self._model_cache[1]
+        fids = self.space.fidelities
+        coords = fids.coords()
+        w = torch.tensor(np.array([self.space.weights(r.spec) for r in done]))
+        f = torch.tensor(np.array([coords[fids.index(r.spec.fidelity)] for r in done]))
+        y = torch.tensor([[self.value(r)] for r in done], dtype=torch.float64)
+        warm = self._warm if self.options.warm_start else None
+        with torch.random.fork_rng():
+            torch.manual_seed(self.space.seed)
+            model = fit_surrogate(encode(w, f), y, scaled=self.options.fidelity_scaling, warm=warm)
+        self._model_cache = (key, model)
+        self._warm = hyperparameters(model)
+        return model
+
+    def _believe(self, model, pending: Sequence[TrialSpec]):  # type: ignore[no-untyped-def]
+        """The model conditioned on its own mean at the pending trials."""
+        if not pending:
+            return model
+        coords = self.space.fidelities.coords()
+        w = torch.tensor(np.array([self.space.weights(p) for p in pending]))
+        f = torch.tensor(
+            np.array([coords[self.space.fidelities.index(p.fidelity)] for p in pending])
+        )
+        x = encode(w, f)
+        with torch.no_grad():
+            y = model.posterior(x).mean
+            believed = model.condition_on_observations(x, y)
+        believed.eval()
+        return believed
+
+    # ---- proposals -------------------------------------------------------------------------
+    def propose(
+        self,
+        history: History,
+        remaining: float,
+        pending: Sequence[TrialSpec] = (),
+        n: int = 1,
+    ) -> list[Proposal]:
+        out: list[Proposal] = []
+        pending = list(pending)
+        for _ in range(n):
+            proposal = self._propose_one(history, remaining, pending)
+            if proposal is None:
+                break
+            out.append(proposal)
+            index = history.next_index(pending)
+            pending.append(
+                TrialSpec(
+                    index,
+                    self.space.mixtures.as_dict(proposal.weights),
+                    proposal.fidelity,
+                    0,
+                    proposal.pool_id,
+                )
+            )
+        return out
+
+    def _propose_one(
+        self, history: History, remaining: float, pending: list[TrialSpec]
+    ) -> Proposal | None:
+        index = history.next_index(pending)
+        affordable = history.affordable(remaining, self.allowed())
+        if not affordable:
+            return None
+        done = history.completed
+        if index < self.options.n_initial or len(done) < 2:
+            return self._initial(history, index, affordable, pending)
+        return self._bayesian(history, index, affordable, pending, remaining)
+
+    def _initial(
+        self, history: History, index: int, affordable: list[int], pending: list[TrialSpec]
+    ) -> Proposal | None:
+        """Space-filling design at the cheapest fidelity, regenerated from the study seed."""
+        n_design = max(self.options.n_initial, index + 1)
+        point = self.space.mixtures.space_filling(n_design, self.space.seed)[index]
+        fid_i = min(affordable, key=lambda i: history.costs[i])
+        fid = self.space.fidelities.fidelities[fid_i]
+        if self.space.pool is None:
+            return Proposal(point, fid, None, "sobol")
+        rows = self.free_rows(history, [fid_i], pending)
+        if not rows:
+            return None
+        nearest = min(rows, key=lambda p: float(((p.weights - point) ** 2).sum()))
+        return Proposal(nearest.weights, fid, nearest.pool_id, "sobol")
+
+    def _candidates(self, history: History, seed: int) -> tuple[np.ndarray, list | None]:
+        return target_candidates(
+            self.space,
+            history,
+            self.model(history),
+            self.options.n_candidates,
+            seed,
+            self.recommend_index(),
+        )
+
+    def _bayesian(
+        self,
+        history: History,
+        index: int,
+        affordable: list[int],
+        pending: list[TrialSpec],
+        remaining: float,
+    ) -> Proposal | None:
+        seed = trial_seed(self.space.seed, index)
+        fids = self.space.fidelities
+        model = self._believe(self.model(history), pending)
+        coords = fids.coords()
+        target_w, _ = self._candidates(history, seed)
+        ids: list[str | None]
+        if self.space.pool is not None:
+            rows = self.free_rows(history, affordable, pending)
+            if not rows:
+                return None
+            cand_w = np.array([p.weights for p in rows])
+            cand_f = np.array([fids.index(p.fidelity) for p in rows])
+            ids = [p.pool_id for p in rows]
+        else:
+            cand_w = np.repeat(target_w, len(affordable), axis=0)
+            cand_f = np.tile(np.array(affordable), len(target_w))
+            # Observed mixtures are candidates for the recommendation, not for another run at
+            # the same fidelity.
+            specs = [r.spec for r in history.records] + pending
+            seen = {(fids.index(s.fidelity), *s.weights.values()) for s in specs}
+            fresh = [
+                (int(f), *self.space.mixtures.as_dict(w).values()) not in seen
+                for w, f in zip(cand_w, cand_f, strict=True)
+            ]
+            cand_w, cand_f = cand_w[fresh], cand_f[fresh]
+            ids = [None] * len(cand_w)
+            if len(cand_w) == 0:
+                return None
+        costs = self._prices(history, remaining, len(pending))
+        scores = mf_mes_scores(
+            model, cand_w, cand_f, coords, costs, self.recommend_index(), target_w, seed
+        )
+        best = int(np.argmax(scores))
+        pred = predict(model, cand_w[best : best + 1], coords[int(cand_f[best])])
+        predicted = (self.space.sign * float(pred.mean[0]), float(pred.sd[0]))
+        fid = fids.fidelities[int(cand_f[best])]
+        return Proposal(cand_w[best], fid, ids[best], "mf-mes", predicted)
+
+    def _prices(self, history: History, remaining: float, n_pending: int) -> np.ndarray:
+        """What a trial at each fidelity costs the acquisition.
+
+        Under a trial cap, cheap trials are not nearly free: when 50 trials remain for a
+        budget of 20 target runs, a 0.001-unit trial uses up 1/50 of what is left and a
+        1-unit trial 1/20, so the target run costs 2.5 of them, not 1000. Each trial is
+        priced by the larger of its shares of the cost left and of the trials left."""
+        costs = history.costs + self.options.fixed_cost
+        left = None if history.trials_left is None else history.trials_left - n_pending
+        if not self.options.trial_aware_cost or left is None or left <= 0:
+            return costs
+        if not np.isfinite(remaining) or remaining <= 0:
+            return np.full_like(costs, 1.0 / left)
+        return np.maximum(costs / remaining, 1.0 / left)
+
+    # ---- recommendation --------------------------------------------------------------------
+    def recommend(self, history: History) -> Recommendation | None:
+        if not history.completed:
+            return None
+        seed = trial_seed(self.space.seed, len(history.records)) + 17
+        target_w, rows = self._candidates(history, seed)
+        coords = self.space.fidelities.coords()[self.recommend_index()]
+        model = self.model(history)
+        pred = predict(model, target_w, coords)
+        best = int(np.argmax(pred.mean))
+        rec = self.recommendation_at(
+            target_w[best],
+            float(pred.mean[best]),
+            float(pred.sd[best]),
+            None if rows is None else rows[best].pool_id,
+        )
+        return replace(rec, **self._odds(model, history, target_w[best], coords))
+
+    def _odds(self, model, history: History, pick: np.ndarray, coords: np.ndarray) -> dict:  # type: ignore[no-untyped-def]
+        """P(the pick beats the uniform mixture) and P(it beats the best target run observed),
+        from the joint posterior at the recommendation's fidelity."""
+        uniform = self.space.mixtures.sample(256, 0).mean(axis=0)
+        target = self.space.fidelities.fidelities[self.recommend_index()]
+        runs = [r for r in history.completed if r.spec.fidelity == target]
+        points = [pick, uniform]
+        if runs:
+            points.append(self.space.weights(max(runs, key=self.value).spec))
+        w = torch.tensor(np.array(points))
+        f = torch.as_tensor(coords, dtype=torch.float64).expand(len(points), -1)
+        with torch.no_grad():
+            post = model.posterior(encode(w, f))
+            mu = post.mean.squeeze(-1)
+            cov = post.covariance_matrix if post.mean.dim() == 2 else post.mvn.covariance_matrix
+        normal = torch.distributions.Normal(0.0, 1.0)
+
+        def p_better(j: int) -> float:
+            var = (cov[0, 0] + cov[j, j] - 2 * cov[0, j]).clamp_min(1e-18)
+            return float(normal.cdf((mu[0] - mu[j]) / var.sqrt()))
+
+        return {
+            "p_better_than_uniform": p_better(1),
+            "p_better_than_best_observed": p_better(2) if runs else None,
+        }
+
+
+class SingleFidelityTarget(AdmireOptimizer):
+    """The same GP BO at the target fidelity only (the bench's `sf-target`)."""
+
+    name = "sf-target"
+
+    def allowed(self) -> list[int]:
+        return [self.space.fidelities.target_index]
+
+
+class SingleFidelityCheap(AdmireOptimizer):
+    """The same GP BO at the cheapest fidelity only; its best predicted mixture among the
+    target candidates is recommended for the target (transferred, the bench's `sf-cheap`)."""
+
+    name = "sf-cheap"
+
+    def allowed(self) -> list[int]:
+        return [0]
+
+    def recommend_index(self) -> int:
+        return 0

@@ -1,0 +1,89 @@
+"""The trial nouns in one place: what a runner receives and returns, and what the store keeps.
+
+- `TrialSpec`: one trial to run (mixture, fidelity, seed, and the pool row in pool mode).
+- `TrialResult`: a runner's answer (metrics, cost in the runner's unit, curve, failure).
+- `TrialRecord`: a trial as the store has it (spec, state, metrics, curve); the optimiser's
+  history is a list of these, rebuilt from MLflow.
+- States: RUNNING (written before the trial starts), COMPLETED, FAILED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from admire.config import Fidelity
+
+RUNNING, COMPLETED, FAILED = "RUNNING", "COMPLETED", "FAILED"
+OBJECTIVE = "objective"
+COST = "cost"
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial to run: a mixture at a fidelity, with the seed that makes it reproducible."""
+
+    index: int
+    weights: dict[str, float]
+    fidelity: Fidelity
+    seed: int
+    pool_id: str | None = None
+
+
+@dataclass
+class TrialResult:
+    """A runner's answer. `cost` is in the runner's own unit (the study normalises it)."""
+
+    metrics: dict[str, float]
+    cost: float
+    failed: bool = False
+    error: str = ""
+    info: dict[str, str] = field(default_factory=dict)
+    curve: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    """Metrics measured part-way through the run, as (tokens seen, metrics): observations at
+    lower token budgets that come for free (proxy training, replayed checkpoints)."""
+    series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """Other step metrics to chart (name -> [(tokens seen, value)]), e.g. training loss."""
+
+
+@dataclass(frozen=True)
+class PoolRow:
+    """A run the optimiser may choose in pool mode."""
+
+    pool_id: str
+    weights: np.ndarray
+    fidelity: Fidelity
+    run: str | None = None
+    """The training run it belongs to, when the pool holds its checkpoints too: a trial of
+    this row also yields the run's rows at fewer tokens, for free."""
+
+
+@dataclass
+class TrialRecord:
+    """A trial as the store has it."""
+
+    run_id: str
+    spec: TrialSpec
+    state: str
+    step: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+    closed: bool = True
+    curve: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    """Intermediate observations (tokens seen, metrics), the last being the final result."""
+    objective_curve: list[tuple[int, float]] = field(default_factory=list)
+    """The objective at each curve point (tokens seen, value), in the objective's direction."""
+
+    @property
+    def objective(self) -> float | None:
+        return self.metrics.get(OBJECTIVE)
+
+    @property
+    def raw_cost(self) -> float:
+        return self.metrics.get(COST + ".raw", 0.0)
+
+
+def trial_seed(study_seed: int, index: int) -> int:
+    """The seed of trial `index`: distinct per trial, reproducible from the study seed."""
+    return (study_seed * 1_000_003 + index * 7919 + 1) % (2**31 - 1)

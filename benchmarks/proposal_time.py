@@ -1,0 +1,97 @@
+"""Median optimiser time per proposal at 50, 100, 200 and 400 observations, 17 domains
+(RegMix Pile, two fidelity axes), for `admire` and `admire-ref`, through the public interface.
+
+    make bench            # or: python benchmarks/proposal_time.py [--repeats 3] [--sizes 50,100]
+
+Observations are released RegMix runs (70 % at 1M, 20 % at 60M, 10 % at 1B, drawn with a
+fixed seed per repeat). A proposal is timed as a study makes it one trial later: the optimiser
+has already decided once on the history without the newest trial (so `admire` warm-starts its
+GP from that fit), then proposes on the full history: GP refit plus acquisition. Pool mode
+scores every unused run; continuous mode scores the candidate cloud. A benchmark, not a test:
+timings depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from admire.config import load_config
+from admire.optim import History, SearchSpace, make_optimizer
+from admire.runners.replay import ReplayRunner
+from admire.space import FidelitySpace, MixtureSpace
+from admire.trial import COMPLETED, TrialRecord, TrialSpec
+
+SHARES = {"1M": 0.7, "60M": 0.2, "1B": 0.1}
+
+
+def history(space: SearchSpace, runner: ReplayRunner, n: int, seed: int) -> History:
+    """`n` completed trials drawn from the table, and the table's per-fidelity costs."""
+    rng = np.random.default_rng(seed)
+    table = runner.table
+    records: list[TrialRecord] = []
+    for fid in space.fidelities.fidelities:
+        rows = table.rows_at(fid)
+        take = min(len(rows), max(1, round(n * SHARES[fid.model_size])))
+        for i in rng.choice(rows, size=take, replace=False):
+            w = {d: float(table.weights[i, table.domains.index(d)]) for d in space.mixtures.names}
+            metrics = dict(zip(table.metrics, map(float, table.values[i]), strict=True))
+            metrics["objective"] = float(np.mean(table.values[i]))
+            metrics["cost.raw"] = float(table.cost[i])
+            spec = TrialSpec(len(records), w, fid, seed, table.run_ids[i])
+            records.append(TrialRecord(f"r{len(records)}", spec, COMPLETED, "bench", metrics))
+    order = rng.permutation(len(records))
+    records = [records[i] for i in order]
+    raw = np.array([runner.expected_cost(f) for f in space.fidelities.fidelities])
+    return History(records, raw / raw[space.fidelities.target_index])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--sizes", default="50,100,200,400")
+    ap.add_argument("--kinds", default="admire,admire-ref")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(
+        f"proposal time: 17 domains, 2 fidelity axes, {args.threads} thread(s), "
+        f"median of {args.repeats} proposals (seconds; IQR in brackets)"
+    )
+    for mode in ("pool", "continuous"):
+        base = load_config("studies/pile-replay.yaml")
+        cfg = base.model_copy(update={"runner": base.runner.model_copy(update={"mode": mode})})
+        runner = ReplayRunner.from_config(cfg)
+        pool = runner.pool()
+        space = SearchSpace(
+            MixtureSpace.from_domains(list(cfg.domains)),
+            FidelitySpace.from_config(cfg.fidelities),
+            None if pool is None else tuple(pool),
+            maximize=False,
+            seed=0,
+        )
+        for kind in args.kinds.split(","):
+            cells = []
+            for n in sizes:
+                times = []
+                for r in range(args.repeats):
+                    full = history(space, runner, n, seed=r)
+                    opt = make_optimizer(
+                        kind, space, cfg.optimizer.options if kind == "admire" else {}
+                    )
+                    opt.propose(History(full.records[:-1], full.costs), remaining=10.0)
+                    start = time.perf_counter()
+                    opt.propose(full, remaining=10.0)
+                    times.append(time.perf_counter() - start)
+                q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+                cells.append(f"{n}: {statistics.median(times):5.2f} [{q[0]:.2f}-{q[2]:.2f}]")
+            print(f"  {mode:<10} {kind:<10} " + "   ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
