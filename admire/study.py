@@ -16,7 +16,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -26,10 +26,12 @@ import yaml
 from filelock import FileLock, Timeout
 
 from admire.config import (
+    CommandRunnerConfig,
     ConfigError,
     Domain,
     Fidelity,
     ProxyRunnerConfig,
+    RayRunnerConfig,
     StudyConfig,
     load_config,
     parse_config,
@@ -38,7 +40,7 @@ from admire.optim.acquisition import mf_mes_scores, predict
 from admire.optim.cost import CostModel
 from admire.optim.surrogate import encode, fit_surrogate
 from admire.runners import Runner, TrialSpec, make_runner
-from admire.runners.base import PoolRow, TrialResult
+from admire.runners.base import PoolRow, TrialResult, TrialRun
 from admire.runners.replay import BUILTIN_TABLES
 from admire.space import FidelitySpace, MixtureSpace, label
 from admire.tracking import COMPLETED, FAILED, RUNNING, StudyStore, TrialRecord, local_store_dir
@@ -282,8 +284,9 @@ class Study:
     def _execute(
         self, run_id: str, spec: TrialSpec, step: str, records: list[TrialRecord]
     ) -> TrialRecord:
+        tracking = TrialRun(run_id, self.parent_id, _absolute_uri(self.store.uri))
         try:
-            result = self.runner.run(spec)
+            result = self.runner.run(replace(spec, tracking=tracking))
         except Exception as err:  # a runner bug must not kill the study; the trial fails
             result = TrialResult(
                 metrics={}, cost=0.0, failed=True, error=f"{type(err).__name__}: {err}"
@@ -537,19 +540,34 @@ def _absolute_paths(config: StudyConfig, base: Path | None) -> StudyConfig:
         p = Path(path).expanduser()
         return str(p if p.is_absolute() else (base / p).resolve())
 
-    runner = config.runner
-    if isinstance(runner, ProxyRunnerConfig):
-        sources = {
-            k: v.model_copy(update={"path": pin(v.path)}) if v.path else v
-            for k, v in runner.sources.items()
-        }
-        tok = runner.tokenizer
-        if tok.file:
-            tok = tok.model_copy(update={"file": pin(tok.file)})
-        runner = runner.model_copy(update={"sources": sources, "tokenizer": tok})
-    elif runner.table not in BUILTIN_TABLES:
-        runner = runner.model_copy(update={"table": pin(runner.table)})
-    return config.model_copy(update={"runner": runner})
+    def pin_runner(runner):  # type: ignore[no-untyped-def]
+        if isinstance(runner, RayRunnerConfig):
+            return runner.model_copy(update={"trial": pin_runner(runner.trial)})
+        if isinstance(runner, CommandRunnerConfig):
+            out_dir = None if runner.out_dir is None else pin(runner.out_dir)
+            return runner.model_copy(update={"cwd": pin(runner.cwd), "out_dir": out_dir})
+        if isinstance(runner, ProxyRunnerConfig):
+            sources = {
+                k: v.model_copy(update={"path": pin(v.path)}) if v.path else v
+                for k, v in runner.sources.items()
+            }
+            tok = runner.tokenizer
+            if tok.file:
+                tok = tok.model_copy(update={"file": pin(tok.file)})
+            return runner.model_copy(update={"sources": sources, "tokenizer": tok})
+        if runner.table not in BUILTIN_TABLES:
+            return runner.model_copy(update={"table": pin(runner.table)})
+        return runner
+
+    return config.model_copy(update={"runner": pin_runner(config.runner)})
+
+
+def _absolute_uri(uri: str) -> str:
+    """The tracking URI with a relative SQLite path made absolute: a trial's own process
+    (the command runner's) may run in another folder."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    return uri
 
 
 def _capped_domains(config: StudyConfig, runner: Runner) -> list[Domain]:

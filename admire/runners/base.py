@@ -11,6 +11,16 @@ from admire.config import Fidelity
 
 
 @dataclass(frozen=True)
+class TrialRun:
+    """The MLflow run a study created for a trial before running it, for runners whose
+    trainer logs to it itself (the command runner hands these to the user's command)."""
+
+    run_id: str
+    parent_run_id: str
+    tracking_uri: str
+
+
+@dataclass(frozen=True)
 class TrialSpec:
     """One trial to run: a mixture at a fidelity, with the seed that makes it reproducible."""
 
@@ -19,6 +29,8 @@ class TrialSpec:
     fidelity: Fidelity
     seed: int
     pool_id: str | None = None
+    tracking: TrialRun | None = field(default=None, compare=False)
+    """Set by the study when it runs the trial; not part of what the trial is."""
 
 
 @dataclass
@@ -46,6 +58,14 @@ class PoolRow:
     fidelity: Fidelity
 
 
+class TrialTask(Protocol):
+    """A trial made ready to run anywhere: picklable plain data whose call runs the trial in
+    the calling process (the local runners) or in a Ray worker (the Ray runner). A task never
+    raises for a failed trial: it returns a failed TrialResult with the reason."""
+
+    def __call__(self) -> TrialResult: ...
+
+
 class Runner(Protocol):
     """Turns TrialSpecs into TrialResults."""
 
@@ -62,7 +82,8 @@ class Runner(Protocol):
         ...
 
     def run(self, spec: TrialSpec) -> TrialResult:
-        """Run one trial. Failures come back as `failed=True` with a reason, not as raises."""
+        """Run one trial. Failures come back as `failed=True` with a reason, not as raises.
+        Runners that train may be called from several threads at once."""
         ...
 
     def reference(self, weights: dict[str, float], fidelity: Fidelity) -> dict[str, float] | None:
