@@ -16,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,corpus]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,corpus,ray]'
 	@touch $(STAMP)
 
 study: setup
@@ -44,8 +44,8 @@ bench-opt: setup
 	$(BIN)/python -m admire bench pile-pool --seeds 20 --out bench-results/pile-pool $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check admire tests bench scripts
-	$(BIN)/ruff format --check admire tests bench scripts
+	$(BIN)/ruff check admire tests bench scripts examples
+	$(BIN)/ruff format --check admire tests bench scripts examples
 
 clean-venv:
 	rm -rf $(VENV)

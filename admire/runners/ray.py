@@ -102,16 +102,23 @@ class RayRunner:
             return self._remote
 
     def run(self, spec: TrialSpec) -> TrialResult:
+        import ray
+        from ray.exceptions import NodeDiedError, WorkerCrashedError
+
         t0 = time.perf_counter()
         try:
-            import ray
-
             remote = self._connected()
             return ray.get(remote.remote(self.inner.task(spec)))
         except Exception as err:  # Ray's own failures: the trial fails, the study goes on
+            reason = f"{type(err).__name__}: {err}"
+            if isinstance(err, WorkerCrashedError | NodeDiedError):
+                reason = (
+                    f"the Ray worker running it died, also on its {self.config.retries} "
+                    f"retries (runner.retries): {reason}"
+                )
             return TrialResult(
                 {},
                 time.perf_counter() - t0,
                 failed=True,
-                error=f"Ray could not run the trial: {type(err).__name__}: {err}",
+                error=f"Ray could not run the trial: {reason}",
             )
