@@ -26,7 +26,7 @@ from admire.runners.command import CommandRunner
 from admire.runners.local import LocalRunner
 
 
-def _run_task(task: TrialTask) -> TrialResult:
+def admire_trial(task: TrialTask) -> TrialResult:
     """The Ray task: run one trial in this worker."""
     return task()
 
@@ -96,7 +96,7 @@ class RayRunner:
                             f"runner.num_{name.lower()}s is {need:g}, but the local Ray has "
                             f"{have.get(name, 0.0):g} {name}s"
                         )
-            self._remote = ray.remote(_run_task).options(
+            self._remote = ray.remote(admire_trial).options(
                 num_cpus=c.num_cpus, num_gpus=c.num_gpus, max_retries=c.retries
             )
             return self._remote
