@@ -16,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,corpus]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,corpus,ray]'
 	@touch $(STAMP)
 
 study: setup
@@ -45,8 +45,8 @@ bench-opt: setup
 	$(BIN)/python -m admire bench suite --seeds $(SEEDS) --out bench-results/suite $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check admire tests benchmarks scripts
-	$(BIN)/ruff format --check admire tests benchmarks scripts
+	$(BIN)/ruff check admire tests benchmarks scripts examples
+	$(BIN)/ruff format --check admire tests benchmarks scripts examples
 
 clean-venv:
 	rm -rf $(VENV)

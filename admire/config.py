@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -262,7 +263,136 @@ class ProxyRunnerConfig(_Strict):
         return value
 
 
-RunnerConfig = Annotated[ReplayRunnerConfig | ProxyRunnerConfig, Field(discriminator="kind")]
+COMMAND_PLACEHOLDERS = (
+    "python",
+    "trial_json",
+    "weights_json",
+    "model_size",
+    "params",
+    "tokens",
+    "seed",
+    "index",
+    "out_dir",
+    "results",
+    "run_id",
+)
+"""What `{name}` in a command runner's command, `env` values and `results` path stands for
+(README, "Your own trainer"). `${NAME}` is left alone for the shell."""
+PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _known_placeholders(text: str, known: tuple[str, ...]) -> None:
+    unknown = [m for m in PLACEHOLDER.findall(text) if m not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown placeholder {{{unknown[0]}}} in {text!r}; known: "
+            + ", ".join(f"{{{k}}}" for k in known)
+        )
+
+
+class CommandRunnerConfig(_Strict):
+    """Run the user's own training command per trial (see README, "Your own trainer").
+
+    `command` is a list of arguments, or one string split like a shell line (`shell: true`
+    runs it with /bin/sh instead). Placeholders (`COMMAND_PLACEHOLDERS`) are replaced per
+    trial; the same values are in ADMIRE_* environment variables and the trial JSON file.
+    `results` is the file (under the trial's `{out_dir}`) the command writes its metrics to,
+    `.jsonl` or `.json`, or `mlflow` to read them from the MLflow run the command was handed.
+    `metrics` names what it reports: names, with `{domain}` standing for each domain.
+    """
+
+    kind: Literal["command"]
+    command: str | list[str]
+    shell: bool = False
+    metrics: list[str] = Field(default_factory=lambda: ["loss.{domain}"], min_length=1)
+    results: str = "metrics.jsonl"
+    cwd: str = "."
+    """Working folder of the command, relative to the study file."""
+    env: dict[str, str] = Field(default_factory=dict)
+    out_dir: str | None = None
+    """Folder under which each trial gets `trial-NNNN/` (kept); default a temporary folder per
+    trial, deleted once its results are read."""
+    timeout_s: Annotated[float, Field(gt=0)] = 3600.0
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("command")
+    @classmethod
+    def _placeholders(cls, value: str | list[str]) -> str | list[str]:
+        parts = [value] if isinstance(value, str) else value
+        if not parts or not any(p.strip() for p in parts):
+            raise ValueError("the command is empty")
+        for part in parts:
+            _known_placeholders(part, COMMAND_PLACEHOLDERS)
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_placeholders(cls, value: dict[str, str]) -> dict[str, str]:
+        for text in value.values():
+            _known_placeholders(text, COMMAND_PLACEHOLDERS)
+        return value
+
+    @field_validator("results")
+    @classmethod
+    def _results_file(cls, value: str) -> str:
+        if value == "mlflow":
+            return value
+        if not value.endswith((".json", ".jsonl")):
+            raise ValueError(f"got {value!r}; give a .jsonl or .json file name, or `mlflow`")
+        _known_placeholders(value, ("index", "seed", "model_size", "tokens"))
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_patterns(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _known_placeholders(name, ("domain",))
+        return value
+
+    def metric_names(self, domains: list[str]) -> list[str]:
+        """The concrete metric names, `{domain}` expanded to every domain in order."""
+        names: list[str] = []
+        for pattern in self.metrics:
+            expanded = [pattern.replace("{domain}", d) for d in domains]
+            names.extend(n for n in expanded if n not in names)
+        return names
+
+
+class RayRunnerConfig(_Strict):
+    """Run each trial as a Ray task (see README, "Many trials at once: Ray").
+
+    `trial` is the runner each task runs (`proxy` or `command`, configured as on its own);
+    `address` is the cluster to join (`auto`, `ray://HOST:10001`), or null for a local Ray
+    started on demand with `local_cpus` CPUs. Each task asks for `num_cpus` and `num_gpus`, so
+    Ray runs as many trials at once as the resources allow.
+    """
+
+    kind: Literal["ray"]
+    trial: Annotated[ProxyRunnerConfig | CommandRunnerConfig, Field(discriminator="kind")]
+    address: str | None = None
+    num_cpus: Annotated[float, Field(ge=0)] = 1.0
+    num_gpus: Annotated[float, Field(ge=0)] = 0.0
+    local_cpus: Annotated[int, Field(ge=1)] | None = None
+    retries: Annotated[int, Field(ge=0)] = 1
+    """Times Ray runs a trial again when its worker or node died (not when the trial failed)."""
+    runtime_env: dict[str, Any] | None = None
+    """Passed to `ray.init` as is, e.g. `{working_dir: ., pip: [...]}` for a cluster."""
+
+    @model_validator(mode="after")
+    def _local_only(self) -> RayRunnerConfig:
+        if self.address is not None and self.local_cpus is not None:
+            raise ValueError("local_cpus sizes a local Ray; with an `address` Ray is not local")
+        return self
+
+
+RunnerConfig = Annotated[
+    ReplayRunnerConfig | ProxyRunnerConfig | CommandRunnerConfig | RayRunnerConfig,
+    Field(discriminator="kind"),
+]
 
 
 class OptimizerConfig(BaseModel):
@@ -330,8 +460,11 @@ class StudyConfig(_Strict):
         model family."""
         if not isinstance(data, dict) or not isinstance(data.get("runner"), dict):
             return data
+        runner = data["runner"]
+        if runner.get("kind") == "ray" and isinstance(runner.get("trial"), dict):
+            runner = runner["trial"]
         fids = data.get("fidelities")
-        if data["runner"].get("kind") != "proxy" or not isinstance(fids, dict):
+        if runner.get("kind") != "proxy" or not isinstance(fids, dict):
             return data
         sizes = fids.get("model_sizes")
         if isinstance(sizes, list) and all(isinstance(s, str) for s in sizes):
@@ -354,7 +487,8 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _proxy_domains(self) -> StudyConfig:
-        if not isinstance(self.runner, ProxyRunnerConfig):
+        runner = self.trial_runner
+        if not isinstance(runner, ProxyRunnerConfig):
             return self
         from admire.proxy.default_corpus import BUILTIN_DOMAINS
         from admire.proxy.sizes import MODEL_SIZES
@@ -366,11 +500,11 @@ class StudyConfig(_Strict):
                 f"known: {', '.join(MODEL_SIZES)}"
             )
         names = [d.name for d in self.domains]
-        extra = sorted(set(self.runner.sources) - set(names))
+        extra = sorted(set(runner.sources) - set(names))
         if extra:
             raise ValueError(f"runner.sources: {extra} are not among the study's domains")
         for name in names:
-            src = self.runner.sources.get(name)
+            src = runner.sources.get(name)
             builtin = name if src is None else src.builtin
             if builtin is not None and builtin not in BUILTIN_DOMAINS:
                 raise ValueError(
@@ -393,6 +527,11 @@ class StudyConfig(_Strict):
                 "a mixture sums to 1)"
             )
         return self
+
+    @property
+    def trial_runner(self) -> ReplayRunnerConfig | ProxyRunnerConfig | CommandRunnerConfig:
+        """The runner that answers each trial: `runner`, or the one a Ray runner runs."""
+        return self.runner.trial if isinstance(self.runner, RayRunnerConfig) else self.runner
 
     @property
     def domain_names(self) -> list[str]:

@@ -25,9 +25,11 @@ import yaml
 from filelock import FileLock, Timeout
 
 from admire.config import (
+    CommandRunnerConfig,
     ConfigError,
     Domain,
     ProxyRunnerConfig,
+    RayRunnerConfig,
     StudyConfig,
     load_config,
     parse_config,
@@ -44,6 +46,7 @@ from admire.trial import (
     RUNNING,
     TrialRecord,
     TrialResult,
+    TrialRun,
     TrialSpec,
     trial_seed,
 )
@@ -293,8 +296,9 @@ class Study:
     def _execute(
         self, run_id: str, spec: TrialSpec, step: str, records: list[TrialRecord]
     ) -> TrialRecord:
+        tracking = TrialRun(run_id, self.parent_id, _absolute_uri(self.store.uri))
         try:
-            result = self.runner.run(spec)
+            result = self.runner.run(replace(spec, tracking=tracking))
         except Exception as err:  # a runner bug must not kill the study; the trial fails
             result = TrialResult(
                 metrics={}, cost=0.0, failed=True, error=f"{type(err).__name__}: {err}"
@@ -401,19 +405,34 @@ def _absolute_paths(config: StudyConfig, base: Path | None) -> StudyConfig:
         p = Path(path).expanduser()
         return str(p if p.is_absolute() else (base / p).resolve())
 
-    runner = config.runner
-    if isinstance(runner, ProxyRunnerConfig):
-        sources = {
-            k: v.model_copy(update={"path": pin(v.path)}) if v.path else v
-            for k, v in runner.sources.items()
-        }
-        tok = runner.tokenizer
-        if tok.file:
-            tok = tok.model_copy(update={"file": pin(tok.file)})
-        runner = runner.model_copy(update={"sources": sources, "tokenizer": tok})
-    elif runner.table not in BUILTIN_TABLES:
-        runner = runner.model_copy(update={"table": pin(runner.table)})
-    return config.model_copy(update={"runner": runner})
+    def pin_runner(runner):  # type: ignore[no-untyped-def]
+        if isinstance(runner, RayRunnerConfig):
+            return runner.model_copy(update={"trial": pin_runner(runner.trial)})
+        if isinstance(runner, CommandRunnerConfig):
+            out_dir = None if runner.out_dir is None else pin(runner.out_dir)
+            return runner.model_copy(update={"cwd": pin(runner.cwd), "out_dir": out_dir})
+        if isinstance(runner, ProxyRunnerConfig):
+            sources = {
+                k: v.model_copy(update={"path": pin(v.path)}) if v.path else v
+                for k, v in runner.sources.items()
+            }
+            tok = runner.tokenizer
+            if tok.file:
+                tok = tok.model_copy(update={"file": pin(tok.file)})
+            return runner.model_copy(update={"sources": sources, "tokenizer": tok})
+        if runner.table not in BUILTIN_TABLES:
+            return runner.model_copy(update={"table": pin(runner.table)})
+        return runner
+
+    return config.model_copy(update={"runner": pin_runner(config.runner)})
+
+
+def _absolute_uri(uri: str) -> str:
+    """The tracking URI with a relative SQLite path made absolute: a trial's own process
+    (the command runner's) may run in another folder."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    return uri
 
 
 def _capped_domains(config: StudyConfig, runner: Runner) -> list[Domain]:

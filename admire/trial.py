@@ -21,6 +21,16 @@ COST = "cost"
 
 
 @dataclass(frozen=True)
+class TrialRun:
+    """The MLflow run a study created for a trial before running it, for runners whose
+    trainer logs to it itself (the command runner hands these to the user's command)."""
+
+    run_id: str
+    parent_run_id: str
+    tracking_uri: str
+
+
+@dataclass(frozen=True)
 class TrialSpec:
     """One trial to run: a mixture at a fidelity, with the seed that makes it reproducible."""
 
@@ -29,6 +39,8 @@ class TrialSpec:
     fidelity: Fidelity
     seed: int
     pool_id: str | None = None
+    tracking: TrialRun | None = field(default=None, compare=False)
+    """Set by the study when it runs the trial; not part of what the trial is."""
 
 
 @dataclass

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Protocol
 
 from admire.config import Fidelity
-from admire.trial import PoolRow, TrialResult, TrialSpec
+from admire.trial import PoolRow, TrialResult, TrialRun, TrialSpec
+
+
+class TrialTask(Protocol):
+    """A trial made ready to run anywhere: picklable plain data whose call runs the trial in
+    the calling process (the local runners) or in a Ray worker (the Ray runner). A task never
+    raises for a failed trial: it returns a failed TrialResult with the reason."""
+
+    def __call__(self) -> TrialResult: ...
 
 
 class Runner(Protocol):
@@ -24,7 +32,8 @@ class Runner(Protocol):
         ...
 
     def run(self, spec: TrialSpec) -> TrialResult:
-        """Run one trial. Failures come back as `failed=True` with a reason, not as raises."""
+        """Run one trial. Failures come back as `failed=True` with a reason, not as raises.
+        Runners that train may be called from several threads at once."""
         ...
 
     def reference(self, weights: dict[str, float], fidelity: Fidelity) -> dict[str, float] | None:
@@ -33,4 +42,4 @@ class Runner(Protocol):
         ...
 
 
-__all__ = ["PoolRow", "Runner", "TrialResult", "TrialSpec"]
+__all__ = ["PoolRow", "Runner", "TrialResult", "TrialRun", "TrialSpec", "TrialTask"]

@@ -1,27 +1,27 @@
 """Local runner: every trial trains a proxy model in its own subprocess, on GPU when present.
 
 The corpus is prepared once per runner (tokenised domains are cached across studies); each
-trial writes a job file, runs `python -m admire.proxy.train` in a new process group with a
-deadline, relays its progress lines, and reads back its result file. A crash, a NaN, an
-out-of-memory kill or the timeout makes a failed trial with the reason; the study goes on.
+trial becomes a `ProxyTrialTask` (plain data) that writes a job file, runs
+`python -m admire.proxy.train` in a new process group with a deadline, relays its progress
+lines, and reads back its result file. The Ray runner runs the same task in a Ray worker. A
+crash, a NaN, an out-of-memory kill or the timeout makes a failed trial with the reason; the
+study goes on. `run` may be called from several threads at once.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 from admire.config import Fidelity, ProxyRunnerConfig, StudyConfig
 from admire.proxy.sizes import flops_per_token, shape_of
 from admire.runners.base import PoolRow, TrialResult, TrialSpec
+from admire.runners.process import ProcessOutcome, run_process
 
 # Runner settings that the training process takes as they are (TrainJob fields).
 TRAIN_SETTINGS = {
@@ -40,12 +40,13 @@ TRAIN_SETTINGS = {
 
 
 class LocalRunner:
-    """Runs proxy-training trials as local subprocesses (one at a time)."""
+    """Runs proxy-training trials as local subprocesses."""
 
     def __init__(self, config: ProxyRunnerConfig, domains: list[str]) -> None:
         self.config = config
         self.domains = domains
         self._corpus = None
+        self._corpus_lock = threading.Lock()
         self.out = sys.stdout
 
     @classmethod
@@ -56,16 +57,17 @@ class LocalRunner:
     @property
     def corpus(self):  # type: ignore[no-untyped-def]
         """The tokenised domains, prepared (or opened from the cache) on first use."""
-        if self._corpus is None:
-            from admire.proxy.corpus import prepare_corpus
+        with self._corpus_lock:
+            if self._corpus is None:
+                from admire.proxy.corpus import prepare_corpus
 
-            print("preparing corpus (tokenised domains are cached)", file=self.out, flush=True)
-            self._corpus = prepare_corpus(
-                self.config,
-                self.domains,
-                log=lambda line: print(line, file=self.out, flush=True),
-            )
-        return self._corpus
+                print("preparing corpus (tokenised domains are cached)", file=self.out, flush=True)
+                self._corpus = prepare_corpus(
+                    self.config,
+                    self.domains,
+                    log=lambda line: print(line, file=self.out, flush=True),
+                )
+            return self._corpus
 
     def metric_names(self) -> list[str]:
         return [f"loss.{d}" for d in self.domains]
@@ -107,73 +109,64 @@ class LocalRunner:
             "vocab_size": corpus.vocab_size,
         }
 
+    def task(self, spec: TrialSpec) -> ProxyTrialTask:
+        """The trial as a task that runs anywhere the corpus cache is readable."""
+        env_defaults = {}
+        if self.config.device != "cuda" and self.config.threads:
+            env_defaults["OMP_NUM_THREADS"] = str(self.config.threads)
+        return ProxyTrialTask(
+            index=spec.index,
+            job=self.job(spec),
+            manifest=self.corpus.manifest(),
+            timeout_s=self.config.timeout_s,
+            env_defaults=env_defaults,
+        )
+
     def run(self, spec: TrialSpec) -> TrialResult:
-        job = self.job(spec)
-        manifest = self.corpus.manifest()
+        return self.task(spec)()
+
+
+@dataclass(frozen=True)
+class ProxyTrialTask:
+    """One proxy training as plain data: the job, the corpus manifest to tag it with, the
+    deadline. Calling it runs `python -m admire.proxy.train` and reads back its result file."""
+
+    index: int
+    job: dict
+    manifest: dict[str, str]
+    timeout_s: float
+    env_defaults: dict[str, str]
+    """Environment variables for the training process unless the environment sets them."""
+
+    def __call__(self) -> TrialResult:
         with tempfile.TemporaryDirectory(prefix="admire-trial-") as tmp:
             job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
-            job_path.write_text(json.dumps(job))
-            t0 = time.perf_counter()
-            code, tail, timed_out = self._spawn(job_path, out_path)
-            elapsed = time.perf_counter() - t0
-            if timed_out:
-                return TrialResult(
-                    {},
-                    elapsed,
-                    failed=True,
-                    error=f"timed out after {self.config.timeout_s:g} s (runner.timeout_s)",
-                    info=manifest,
+            job_path.write_text(json.dumps(self.job))
+            proc = run_process(
+                [sys.executable, "-m", "admire.proxy.train", str(job_path), str(out_path)],
+                timeout_s=self.timeout_s,
+                label=f"trial {self.index}",
+                env=self.env_defaults | dict(os.environ),
+            )
+            if proc.timed_out:
+                return self._failed(
+                    proc, f"timed out after {self.timeout_s:g} s (runner.timeout_s)"
                 )
             if not out_path.is_file():
-                return TrialResult(
-                    {},
-                    elapsed,
-                    failed=True,
-                    error=f"training process exited with code {code} and no result:\n{tail}",
-                    info=manifest,
+                return self._failed(
+                    proc, f"training process {proc.ended} and no result:\n{proc.tail}"
                 )
             raw = json.loads(out_path.read_text())
-        info = manifest | raw["info"] | {"wall_s_with_startup": f"{elapsed:.2f}"}
+        info = self.manifest | raw["info"] | {"wall_s_with_startup": f"{proc.elapsed:.2f}"}
         return TrialResult(
             metrics=raw["metrics"],
-            cost=elapsed,
+            cost=proc.elapsed,
             failed=raw["failed"],
-            error=raw["error"] + (f"\n{tail}" if raw["failed"] and tail else ""),
+            error=raw["error"] + (f"\n{proc.tail}" if raw["failed"] and proc.tail else ""),
             info=info,
             curve=[(int(p["tokens"]), p["metrics"]) for p in raw["curve"]],
             series={k: [(int(t), float(v)) for t, v in pts] for k, pts in raw["series"].items()},
         )
 
-    def _spawn(self, job_path: Path, out_path: Path) -> tuple[int | None, str, bool]:
-        """Run the training process with a deadline, relaying its output; returns (exit code,
-        last output lines, timed out)."""
-        env = dict(os.environ)
-        if self.config.device != "cuda" and self.config.threads:
-            env.setdefault("OMP_NUM_THREADS", str(self.config.threads))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "admire.proxy.train", str(job_path), str(out_path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        tail: deque[str] = deque(maxlen=30)
-
-        def relay() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                tail.append(line.rstrip())
-                print(f"    | {line.rstrip()}", file=self.out, flush=True)
-
-        reader = threading.Thread(target=relay, daemon=True)
-        reader.start()
-        try:
-            code = proc.wait(timeout=self.config.timeout_s)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            code = proc.wait()
-            timed_out = True
-        reader.join(timeout=5)
-        return code, "\n".join(tail), timed_out
+    def _failed(self, proc: ProcessOutcome, error: str) -> TrialResult:
+        return TrialResult({}, proc.elapsed, failed=True, error=error, info=dict(self.manifest))
