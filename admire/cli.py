@@ -9,12 +9,34 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="admire", description=__doc__.splitlines()[0])
+    p = _Parser(prog="admire", description=__doc__.splitlines()[0])
     p.add_argument(
         "--tracking-uri",
         help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
@@ -29,8 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     resume = sub.add_parser("resume", help="continue a study after a crash or a finished budget")
     resume.add_argument("name")
-    resume.add_argument("--max-trials", type=int, help="run this many more trials")
-    resume.add_argument("--max-cost", type=float, help="spend this many more target-run units")
+    resume.add_argument("--max-trials", type=_positive(int), help="run this many more trials")
+    resume.add_argument(
+        "--max-cost", type=_positive(float), help="spend this many more target-run units"
+    )
     status = sub.add_parser("status", help="trials, cost and recommendation of a study")
     status.add_argument("name")
     best = sub.add_parser("best", help="print the recommended mixture of a study")
