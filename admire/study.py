@@ -128,7 +128,7 @@ class Study:
             config = load_config(config)
         config = _absolute_paths(config, base)
         if runner is None:
-            runner = make_runner(config)  # validates the config against the runner before any write
+            runner = make_runner(config, check_data=True)  # refuses bad input before any write
         config.objective.resolve(runner.metric_names())
         _capped_domains(config, runner)  # a too-small corpus is refused before any write
         store = StudyStore(tracking_uri)
