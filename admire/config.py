@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -401,7 +402,10 @@ class StudyConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _initial_design_fits(self) -> StudyConfig:
+    def _initial_design_fits(self, info: ValidationInfo) -> StudyConfig:
+        # A stored config lists every default; it was checked when its study was created.
+        if info.context and info.context.get("stored"):
+            return self
         cap = self.budget.max_trials
         n_initial = self.optimizer.n_initial
         if cap is not None and "n_initial" in self.optimizer.model_fields_set and n_initial > cap:
@@ -423,7 +427,7 @@ def _format_error(source: str, err: ValidationError) -> str:
     """One line for one problem; a header and a line per problem otherwise."""
     problems = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
             msg = f"got {e['input']!r}; allowed: {e['ctx']['expected']}"
@@ -433,7 +437,8 @@ def _format_error(source: str, err: ValidationError) -> str:
             msg = f"got {e['ctx']['tag']!r}; allowed: {e['ctx']['expected_tags']}"
         elif e["type"] != "value_error" and isinstance(e.get("input"), str | int | float):
             msg = f"{msg} (got {e['input']!r})"
-        problems.append(f"{loc}: {msg}")
+        # Whole-config checks have no location; their messages name the fields themselves.
+        problems.append(f"{loc}: {msg}" if loc else msg)
     if len(problems) == 1:
         return f"{source}: invalid study config: {problems[0]}"
     return "\n  ".join([f"{source}: invalid study config", *problems])
@@ -469,8 +474,9 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
 
 
-def parse_config(data: Any, source: str = "<config>") -> StudyConfig:
-    """Validate a mapping as a StudyConfig, raising ConfigError with every problem listed."""
+def parse_config(data: Any, source: str = "<config>", *, stored: bool = False) -> StudyConfig:
+    """Validate a mapping as a StudyConfig, raising ConfigError with every problem listed.
+    `stored`: the config of an existing study, read back from the tracking store."""
     if data is None:
         raise ConfigError(f"{source}: the study file is empty")
     if not isinstance(data, dict):
@@ -479,7 +485,7 @@ def parse_config(data: Any, source: str = "<config>") -> StudyConfig:
             f"got a {type(data).__name__}"
         )
     try:
-        return StudyConfig.model_validate(data)
+        return StudyConfig.model_validate(data, context={"stored": stored})
     except ValidationError as err:
         raise ConfigError(_format_error(source, err)) from None
 

@@ -22,7 +22,6 @@ from typing import TextIO
 
 import numpy as np
 import torch
-import yaml
 from filelock import FileLock, Timeout
 
 from admire.config import (
@@ -32,7 +31,6 @@ from admire.config import (
     ProxyRunnerConfig,
     StudyConfig,
     load_config,
-    parse_config,
 )
 from admire.optim.acquisition import mf_mes_scores, predict
 from admire.optim.cost import CostModel
@@ -158,7 +156,7 @@ class Study:
                 f"no study '{name}' in {store.uri}"
                 + (f"; studies there: {', '.join(known)}" if known else "")
             )
-        config = parse_config(yaml.safe_load(store.study_config_yaml(parent)), f"study {name}")
+        config = store.study_config(parent, name)
         return cls(config, store, parent, make_runner(config))
 
     # ---- reading ---------------------------------------------------------------------------
