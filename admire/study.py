@@ -148,7 +148,7 @@ class Study:
     @classmethod
     def load(cls, name: str, *, tracking_uri: str | None = None) -> Study:
         """Open an existing study by name, with the config it was created with."""
-        store = StudyStore(tracking_uri)
+        store = StudyStore(tracking_uri, create=False)
         parent = store.find_study(name)
         if parent is None:
             known = store.list_studies()

@@ -154,9 +154,21 @@ def spec_from_json(text: str) -> TrialSpec:
 class StudyStore:
     """Reads and writes studies and their trials in an MLflow tracking store."""
 
-    def __init__(self, tracking_uri: str | None = None) -> None:
+    def __init__(self, tracking_uri: str | None = None, *, create: bool = True) -> None:
+        """Open the store; `create=False` refuses a local store that does not exist yet
+        instead of creating an empty one (reading a study from the wrong folder)."""
         self.uri = resolve_tracking_uri(tracking_uri)
         store_dir = local_store_dir(self.uri)
+        if not create and store_dir is not None:
+            local = (
+                Path(self.uri.removeprefix("sqlite:///"))
+                if self.uri.startswith("sqlite:")
+                else store_dir
+            )
+            if not local.exists():
+                raise TrackingStoreError(
+                    f"no tracking store at {local}: no study has run there (pass --tracking-uri)"
+                )
         self.artifact_root = None
         if store_dir is not None and self.uri.startswith("sqlite:"):
             try:
