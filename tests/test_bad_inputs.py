@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from admire.cli import main
-from tests.conftest import REPO, pile_config, proxy_config
+from tests.conftest import REPO, pile_config, proxy_config, table_config
 
 LATIN1 = "Données de l'été".encode("latin-1")
 
@@ -171,19 +171,7 @@ def _table(lines: list[str] | bytes, table: str = "runs.csv") -> Callable[[Path]
             path.write_bytes(lines)
         else:
             path.write_text("\n".join(lines) + "\n")
-        data = {
-            "name": "tab",
-            "domains": ["a", "b"],
-            "objective": {"metrics": "loss"},
-            "fidelities": {
-                "model_sizes": {"S": 1e5},
-                "tokens": [1e6],
-                "target": {"model_size": "S", "tokens": 1e6},
-            },
-            "budget": {"max_trials": 3},
-            "runner": {"kind": "replay", "table": table},
-            "optimizer": {"n_initial": 2},
-        }
+        data = table_config("tab", table, ["a", "b"], optimizer={"n_initial": 2})
         return _study(folder, data)
 
     return make

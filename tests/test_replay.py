@@ -8,7 +8,7 @@ import pytest
 from admire.config import ConfigError, Fidelity, parse_config
 from admire.runners.base import TrialSpec
 from admire.runners.replay import ReplayRunner, RunTable
-from tests.conftest import pile_config
+from tests.conftest import pile_config, table_config
 
 
 def test_shipped_regmix_table() -> None:
@@ -44,20 +44,8 @@ def test_continuous_runner_answers_any_mixture_deterministically(tmp_path: Path)
     lines = ["model_size,tokens,model_params,weight.a,weight.b,weight.c,metric.loss"]
     lines += [f"S,1e6,1e5,{a},{b},{c},{y}" for (a, b, c), y in zip(w, loss, strict=False)]
     (tmp_path / "runs.csv").write_text("\n".join(lines))
-    cfg = parse_config(
-        {
-            "name": "syn",
-            "domains": ["a", "b", "c"],
-            "objective": {"metrics": "loss"},
-            "fidelities": {
-                "model_sizes": {"S": 1e5},
-                "tokens": [1e6],
-                "target": {"model_size": "S", "tokens": 1e6},
-            },
-            "budget": {"max_trials": 3},
-            "runner": {"kind": "replay", "table": str(tmp_path / "runs.csv"), "mode": "continuous"},
-        }
-    )
+    data = table_config("syn", str(tmp_path / "runs.csv"), ["a", "b", "c"])
+    cfg = parse_config(data | {"runner": {**data["runner"], "mode": "continuous"}})
     runner = ReplayRunner.from_config(cfg)
     fid = cfg.fidelities.target
     near = runner.run(TrialSpec(0, {"a": 0.2, "b": 0.5, "c": 0.3}, fid, 0)).metrics["loss"]
