@@ -9,35 +9,62 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="admire", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
-    )
+    p = _Parser(prog="admire", description=__doc__.splitlines()[0])
+    uri_help = "MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
+    p.add_argument("--tracking-uri", help=uri_help)
+    # Also accepted after the command (`admire run x.yaml --tracking-uri ...`).
+    common = _Parser(add_help=False)
+    common.add_argument("--tracking-uri", default=argparse.SUPPRESS, help=uri_help)
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="start a study from studies/NAME.yaml and run it")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    run = command("run", "start a study from studies/NAME.yaml and run it")
     run.add_argument("config", help="path to the study YAML")
     run.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an existing study of the same name (old runs are soft-deleted)",
     )
-    resume = sub.add_parser("resume", help="continue a study after a crash or a finished budget")
+    resume = command("resume", "continue a study after a crash or a finished budget")
     resume.add_argument("name")
-    resume.add_argument("--max-trials", type=int, help="run this many more trials")
-    resume.add_argument("--max-cost", type=float, help="spend this many more target-run units")
-    status = sub.add_parser("status", help="trials, cost and recommendation of a study")
-    status.add_argument("name")
-    best = sub.add_parser("best", help="print the recommended mixture of a study")
-    best.add_argument("name")
-    bench = sub.add_parser(
-        "bench", help="compare mixture optimisers on a replay problem over many seeds"
+    resume.add_argument("--max-trials", type=_positive(int), help="run this many more trials")
+    resume.add_argument(
+        "--max-cost", type=_positive(float), help="spend this many more target-run units"
     )
+    status = command("status", "trials, cost and recommendation of a study")
+    status.add_argument("name")
+    best = command("best", "print the recommended mixture of a study")
+    best.add_argument("name")
+    bench = command("bench", "compare mixture optimisers on a replay problem over many seeds")
     bench.add_argument(
         "problem",
         help="a problem (pile-pool, pile-cc-pool, pile-continuous, synth-3, synth-8, "
@@ -60,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from admire.config import ConfigError
     from admire.study import Study, StudyExistsError, StudyLockedError, StudyNotFoundError
+    from admire.tracking import TrackingStoreError
 
     if args.command == "bench":
         return _bench(args)
@@ -88,7 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "best":
             rec = Study.load(args.name, tracking_uri=args.tracking_uri).best()
             print(rec if rec is not None else "no completed trial yet")
-    except (ConfigError, StudyExistsError, StudyNotFoundError, StudyLockedError) as err:
+    except (
+        ConfigError,
+        StudyExistsError,
+        StudyNotFoundError,
+        StudyLockedError,
+        TrackingStoreError,
+    ) as err:
         print(f"admire: {err}", file=sys.stderr)
         return 2
     return 0

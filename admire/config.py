@@ -14,19 +14,49 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+DOMAIN_NAME_MAX = 200
+# Parts of letters (any script), digits, `_ . -`, joined by single slashes: the shape of dataset
+# names such as `allenai/tulu-3-sft-personas-math`. `weight.<domain>` and `loss.<domain>` become
+# MLflow keys, which must not change under path normalisation (no `//`, `.` or `..` parts).
+_DOMAIN_NAME = re.compile(r"\w[\w.-]*(?:/\w[\w.-]*)*")
 
 
 class ConfigError(ValueError):
     """A study file that cannot be used; the message names the file, the field and the fix."""
+
+
+def _not_bool(value: Any) -> Any:
+    # pydantic reads YAML's `true` as 1 for a number; a boolean where a number belongs is a slip.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got a boolean ({str(value).lower()})")
+    return value
+
+
+NO_BOOL = BeforeValidator(_not_bool)
+
+
+def _domain_name(name: str) -> str:
+    if len(name) > DOMAIN_NAME_MAX or not _DOMAIN_NAME.fullmatch(name):
+        raise ValueError(
+            f"'{name[:80]}' is not a domain name: use letters, digits, '_', '.', '-', and '/' "
+            f"between parts, starting with a letter or digit, up to {DOMAIN_NAME_MAX} characters"
+        )
+    return name
+
+
+DomainName = Annotated[str, AfterValidator(_domain_name)]
 
 
 class _Strict(BaseModel):
@@ -36,9 +66,9 @@ class _Strict(BaseModel):
 class Domain(_Strict):
     """One data domain and the share of the mixture it may take."""
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    min: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
-    max: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    name: DomainName
+    min: Annotated[float, NO_BOOL, Field(ge=0.0, le=1.0)] = 0.0
+    max: Annotated[float, NO_BOOL, Field(ge=0.0, le=1.0)] = 1.0
 
     @model_validator(mode="after")
     def _ordered(self) -> Domain:
@@ -56,7 +86,7 @@ class Objective(_Strict):
 
     metrics: list[str] = Field(min_length=1)
     aggregate: Literal["mean", "sum", "weighted"] = "mean"
-    weights: dict[str, float] | None = None
+    weights: dict[str, Annotated[float, NO_BOOL]] | None = None
     direction: Literal["minimize", "maximize"] = "minimize"
 
     @field_validator("metrics", mode="before")
@@ -108,7 +138,7 @@ class Fidelity(_Strict):
     """A model size (by name) trained on a number of tokens."""
 
     model_size: str
-    tokens: Annotated[float, Field(gt=0)]
+    tokens: Annotated[float, NO_BOOL, Field(gt=0)]
 
 
 class Fidelities(_Strict):
@@ -118,20 +148,24 @@ class Fidelities(_Strict):
     combinations that may be run; without it every size is combined with every token budget.
     """
 
-    model_sizes: dict[str, Annotated[float, Field(gt=0)]] = Field(min_length=1)
-    tokens: list[Annotated[float, Field(gt=0)]] = Field(default_factory=list)
+    model_sizes: dict[str, Annotated[float, NO_BOOL, Field(gt=0)]] = Field(min_length=1)
+    tokens: list[Annotated[float, NO_BOOL, Field(gt=0)]] = Field(default_factory=list)
     pairs: list[Fidelity] | None = None
     target: Fidelity
 
     @field_validator("pairs", mode="before")
     @classmethod
     def _pairs_from_lists(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [
-                {"model_size": p[0], "tokens": p[1]} if isinstance(p, list | tuple) else p
-                for p in value
-            ]
-        return value
+        if not isinstance(value, list):
+            return value
+        pairs = []
+        for i, p in enumerate(value):
+            if isinstance(p, list | tuple):
+                if len(p) != 2:
+                    raise ValueError(f"pairs[{i}]: {p!r} is not a [model_size, tokens] pair")
+                p = {"model_size": p[0], "tokens": p[1]}
+            pairs.append(p)
+        return pairs
 
     @model_validator(mode="after")
     def _consistent(self) -> Fidelities:
@@ -163,8 +197,8 @@ class Fidelities(_Strict):
 class Budget(_Strict):
     """When a study stops: after `max_trials` trials or `max_cost` target-run units, first hit."""
 
-    max_trials: Annotated[int, Field(gt=0)] | None = None
-    max_cost: Annotated[float, Field(gt=0)] | None = None
+    max_trials: Annotated[int, NO_BOOL, Field(gt=0)] | None = None
+    max_cost: Annotated[float, NO_BOOL, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _some_limit(self) -> Budget:
@@ -205,8 +239,8 @@ class TokenizerConfig(_Strict):
     """Byte-level BPE trained on a sample of every domain (`sample_mb` per domain), or the
     tokenizer JSON `file` the user names (a `tokenizers` file; nothing is downloaded)."""
 
-    vocab_size: Annotated[int, Field(ge=260, le=65_535)] = 2048
-    sample_mb: Annotated[float, Field(gt=0)] = 1.0
+    vocab_size: Annotated[int, NO_BOOL, Field(ge=260, le=65_535)] = 2048
+    sample_mb: Annotated[float, NO_BOOL, Field(gt=0)] = 1.0
     file: str | None = None
 
 
@@ -220,26 +254,26 @@ class ProxyRunnerConfig(_Strict):
 
     kind: Literal["proxy"]
     sources: dict[str, DomainSource] = Field(default_factory=dict)
-    max_mb_per_domain: Annotated[float, Field(gt=0)] = 4.0
-    val_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
+    max_mb_per_domain: Annotated[float, NO_BOOL, Field(gt=0)] = 4.0
+    val_fraction: Annotated[float, NO_BOOL, Field(gt=0, lt=0.5)] = 0.1
     tokenizer: TokenizerConfig = TokenizerConfig()
-    seq_len: Annotated[int, Field(ge=8, le=8192)] = 256
-    batch_size: Annotated[int, Field(ge=1)] = 4
-    lr: Annotated[float, Field(gt=0)] | None = None
+    seq_len: Annotated[int, NO_BOOL, Field(ge=8, le=8192)] = 256
+    batch_size: Annotated[int, NO_BOOL, Field(ge=1)] = 4
+    lr: Annotated[float, NO_BOOL, Field(gt=0)] | None = None
     """Peak learning rate; by default 2e-3 x sqrt(128 / d_model) of the model size."""
-    warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
-    min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
-    weight_decay: Annotated[float, Field(ge=0)] = 0.1
-    eval_at: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+    warmup_fraction: Annotated[float, NO_BOOL, Field(ge=0, lt=1)] = 0.05
+    min_lr_ratio: Annotated[float, NO_BOOL, Field(ge=0, le=1)] = 0.1
+    weight_decay: Annotated[float, NO_BOOL, Field(ge=0)] = 0.1
+    eval_at: list[Annotated[float, NO_BOOL, Field(gt=0, le=1)]] = Field(
         default_factory=lambda: [0.125, 0.25, 0.5, 1.0], min_length=1
     )
-    eval_tokens: Annotated[int, Field(ge=64)] = 8192
-    max_epochs: Annotated[float, Field(gt=0)] | None = None
+    eval_tokens: Annotated[int, NO_BOOL, Field(ge=64)] = 8192
+    max_epochs: Annotated[float, NO_BOOL, Field(gt=0)] | None = None
     """Cap on passes over any domain's training tokens in a target-fidelity run; it bounds
     each domain's weight by its size."""
-    timeout_s: Annotated[float, Field(gt=0)] = 3600.0
+    timeout_s: Annotated[float, NO_BOOL, Field(gt=0)] = 3600.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: Annotated[int, Field(ge=1)] = 1
+    threads: Annotated[int, NO_BOOL, Field(ge=1)] = 1
     compile: Literal["auto", "on", "off"] = "auto"
     """torch.compile: `auto` compiles on GPU only (on CPU the cold compile costs more than
     it saves at proxy scale)."""
@@ -438,7 +472,7 @@ class StudyConfig(_Strict):
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str = ""
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, NO_BOOL, Field(ge=0)] = 0
     domains: list[Domain] = Field(min_length=2)
     objective: Objective
     fidelities: Fidelities
@@ -528,6 +562,20 @@ class StudyConfig(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _initial_design_fits(self, info: ValidationInfo) -> StudyConfig:
+        # A stored config lists every default; it was checked when its study was created.
+        if info.context and info.context.get("stored"):
+            return self
+        cap = self.budget.max_trials
+        n_initial = self.optimizer.options.get("n_initial")
+        if cap is not None and isinstance(n_initial, int) and n_initial > cap:
+            raise ValueError(
+                f"optimizer.n_initial ({n_initial}) is larger than budget.max_trials ({cap}): "
+                "the study would end inside its initial design"
+            )
+        return self
+
     @property
     def trial_runner(self) -> ReplayRunnerConfig | ProxyRunnerConfig | CommandRunnerConfig:
         """The runner that answers each trial: `runner`, or the one a Ray runner runs."""
@@ -542,9 +590,10 @@ class StudyConfig(_Strict):
 
 
 def _format_error(source: str, err: ValidationError) -> str:
-    lines = [f"{source}: invalid study config"]
+    """One line for one problem; a header and a line per problem otherwise."""
+    problems = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
             msg = f"got {e['input']!r}; allowed: {e['ctx']['expected']}"
@@ -552,31 +601,79 @@ def _format_error(source: str, err: ValidationError) -> str:
             msg = "unknown field (a typo?)"
         elif e["type"] == "union_tag_invalid":
             msg = f"got {e['ctx']['tag']!r}; allowed: {e['ctx']['expected_tags']}"
-        lines.append(f"  {loc}: {msg}")
-    return "\n".join(lines)
+        elif e["type"] != "value_error" and isinstance(e.get("input"), str | int | float):
+            msg = f"{msg} (got {e['input']!r})"
+        # Whole-config checks have no location; their messages name the fields themselves.
+        problems.append(f"{loc}: {msg}" if loc else msg)
+    if len(problems) == 1:
+        return f"{source}: invalid study config: {problems[0]}"
+    return "\n  ".join([f"{source}: invalid study config", *problems])
 
 
-def parse_config(data: Any, source: str = "<config>") -> StudyConfig:
-    """Validate a mapping as a StudyConfig, raising ConfigError with every problem listed."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            # `<<: *anchor` merges are meant to be overridden by the keys next to them.
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise ConfigError(f"line {line}: duplicate key '{key}' (give each key once)")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text, refusing duplicate keys; errors are one line naming the position."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+
+
+def parse_config(data: Any, source: str = "<config>", *, stored: bool = False) -> StudyConfig:
+    """Validate a mapping as a StudyConfig, raising ConfigError with every problem listed.
+    `stored`: the config of an existing study, read back from the tracking store."""
+    if data is None:
+        raise ConfigError(f"{source}: the study file is empty")
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{source}: expected a mapping at the top level, got {type(data).__name__}"
+            f"{source}: expected a mapping (name: ..., domains: ...) at the top level, "
+            f"got a {type(data).__name__}"
         )
     try:
-        return StudyConfig.model_validate(data)
+        return StudyConfig.model_validate(data, context={"stored": stored})
     except ValidationError as err:
         raise ConfigError(_format_error(source, err)) from None
 
 
 def load_config(path: str | Path) -> StudyConfig:
-    """Read and validate `studies/NAME.yaml`."""
+    """Read and validate `studies/NAME.yaml` (UTF-8 YAML, each key once)."""
     path = Path(path)
     if not path.is_file():
         studies = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
         hint = f" (studies here: {', '.join(studies)})" if studies else ""
         raise ConfigError(f"{path}: no such study file{hint}")
+    return parse_config(parse_yaml(read_utf8(path), str(path)), str(path))
+
+
+def read_utf8(path: Path) -> str:
+    """A text file's contents, refusing bytes that are not UTF-8 (never replacing them)."""
+    data = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_config(data, str(path))
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}); "
+            "save it as UTF-8"
+        ) from None

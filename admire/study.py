@@ -21,7 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-import yaml
 from filelock import FileLock, Timeout
 
 from admire.config import (
@@ -32,7 +31,6 @@ from admire.config import (
     RayRunnerConfig,
     StudyConfig,
     load_config,
-    parse_config,
 )
 from admire.optim import History, Optimizer, Proposal, Recommendation, SearchSpace, make_optimizer
 from admire.optim.cost import CostModel
@@ -125,7 +123,7 @@ class Study:
             config = load_config(config)
         config = _absolute_paths(config, base)
         if runner is None:
-            runner = make_runner(config)  # validates the config against the runner before any write
+            runner = make_runner(config, check_data=True)  # refuses bad input before any write
         config.objective.resolve(runner.metric_names())
         _capped_domains(config, runner)  # a too-small corpus is refused before any write
         store = StudyStore(tracking_uri)
@@ -150,7 +148,7 @@ class Study:
     ) -> Study:
         """Open an existing study by name, with the config it was created with (and the
         runner it names, unless `runner` is given)."""
-        store = StudyStore(tracking_uri)
+        store = StudyStore(tracking_uri, create=False)
         parent = store.find_study(name)
         if parent is None:
             known = store.list_studies()
@@ -158,7 +156,7 @@ class Study:
                 f"no study '{name}' in {store.uri}"
                 + (f"; studies there: {', '.join(known)}" if known else "")
             )
-        config = parse_config(yaml.safe_load(store.study_config_yaml(parent)), f"study {name}")
+        config = store.study_config(parent, name)
         return cls(config, store, parent, runner if runner is not None else make_runner(config))
 
     # ---- reading ---------------------------------------------------------------------------

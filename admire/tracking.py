@@ -19,15 +19,20 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+import yaml
 from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from admire.config import Fidelity, StudyConfig
+from admire.config import Fidelity, StudyConfig, parse_config
 from admire.trial import (
     COMPLETED,
     COST,
@@ -43,11 +48,24 @@ DEFAULT_STORE_DIR = Path("mlruns")
 KIND_TAG = "admire.kind"
 STUDY_TAG = "admire.study"
 CONFIG_TAG = "admire.config"
+CONFIG_ARTIFACT = "admire/study.yaml"
+"""Where a config too long for a tag (many domains, long names) is kept, on the parent run."""
 SPEC_TAG = "admire.spec"
 CURVE_TAG = "admire.curve"
 MAX_TAG_CHARS = 7900
+MAX_PARAMS_PER_BATCH = 100
 TRIAL_TAG = "trial"
 STATUS_TAG = "status"
+
+
+PROBE_TIMEOUT_S = 10.0
+"""How long a tracking server may take to answer the first request before admire gives up
+(MLflow's own client retries for minutes)."""
+
+
+class TrackingStoreError(RuntimeError):
+    """The tracking URI names a store that cannot be opened: a missing database driver, a
+    server that does not answer, an unknown scheme or a folder that cannot be created."""
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -68,17 +86,27 @@ def local_store_dir(uri: str) -> Path | None:
     return None
 
 
+def split_tag(key: str, text: str) -> dict[str, str]:
+    """A value too long for one MLflow tag (8000 characters) as several, to write in one call:
+    `key` holds the first part and `key.parts` the count when there is more than one."""
+    if len(text) <= MAX_TAG_CHARS:
+        return {key: text}
+    parts = [text[i : i + MAX_TAG_CHARS] for i in range(0, len(text), MAX_TAG_CHARS)]
+    tags = {key if i == 0 else f"{key}.{i}": part for i, part in enumerate(parts)}
+    return tags | {f"{key}.parts": str(len(parts))}
+
+
+def joined_tag(tags: dict[str, str], key: str) -> str:
+    """The value `split_tag` wrote (a KeyError when `key` is not set)."""
+    n = int(tags.get(f"{key}.parts", "1"))
+    return "".join(tags[key if i == 0 else f"{key}.{i}"] for i in range(n))
+
+
 def _curve_json(curve: list[tuple[int, dict[str, float]]]) -> str:
-    """The curve as compact JSON within MLflow's tag limit (precision is cut before points)."""
-    for digits in (7, 5, 4):
-        text = json.dumps(
-            [[int(t), {k: float(f"{v:.{digits}g}") for k, v in m.items()}] for t, m in curve],
-            separators=(",", ":"),
-        )
-        if len(text) <= MAX_TAG_CHARS:
-            return text
-    keep = max(1, len(curve) * MAX_TAG_CHARS // len(text))
-    return _curve_json(curve[-keep:])
+    return json.dumps(
+        [[int(t), {k: float(f"{v:.7g}") for k, v in m.items()}] for t, m in curve],
+        separators=(",", ":"),
+    )
 
 
 def spec_to_json(spec: TrialSpec) -> str:
@@ -108,14 +136,31 @@ def spec_from_json(text: str) -> TrialSpec:
 class StudyStore:
     """Reads and writes studies and their trials in an MLflow tracking store."""
 
-    def __init__(self, tracking_uri: str | None = None) -> None:
+    def __init__(self, tracking_uri: str | None = None, *, create: bool = True) -> None:
+        """Open the store; `create=False` refuses a local store that does not exist yet
+        instead of creating an empty one (reading a study from the wrong folder)."""
         self.uri = resolve_tracking_uri(tracking_uri)
         store_dir = local_store_dir(self.uri)
+        if not create and store_dir is not None:
+            local = (
+                Path(self.uri.removeprefix("sqlite:///"))
+                if self.uri.startswith("sqlite:")
+                else store_dir
+            )
+            if not local.exists():
+                raise TrackingStoreError(
+                    f"no tracking store at {local}: no study has run there (pass --tracking-uri)"
+                )
         self.artifact_root = None
         if store_dir is not None and self.uri.startswith("sqlite:"):
-            store_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                store_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise TrackingStoreError(
+                    f"tracking URI {self.uri}: cannot create {store_dir} ({err.strerror})"
+                ) from None
             self.artifact_root = (store_dir / "artifacts").as_uri()
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = _open_client(self.uri)
 
     # ---- studies -------------------------------------------------------------------------
     def find_study(self, name: str) -> str | None:
@@ -132,8 +177,20 @@ class StudyStore:
             raise RuntimeError(f"study {name!r} has {len(runs)} parent runs in {self.uri}")
         return runs[0].info.run_id if runs else None
 
+    def study_config(self, parent_id: str, name: str) -> StudyConfig:
+        """The validated config study `name` was created with."""
+        data = yaml.safe_load(self.study_config_yaml(parent_id))
+        return parse_config(data, f"study {name}", stored=True)
+
     def study_config_yaml(self, parent_id: str) -> str:
-        return self.client.get_run(parent_id).data.tags[CONFIG_TAG]
+        """The config a study was created with: its tag, or its artifact when it was too long."""
+        config = self.client.get_run(parent_id).data.tags.get(CONFIG_TAG)
+        if config is not None:
+            return config
+        with tempfile.TemporaryDirectory(prefix="admire-config-") as tmp:
+            return Path(self.client.download_artifacts(parent_id, CONFIG_ARTIFACT, tmp)).read_text(
+                encoding="utf-8"
+            )
 
     def list_studies(self) -> list[str]:
         return sorted(
@@ -147,8 +204,6 @@ class StudyStore:
     def create_study(self, config: StudyConfig) -> str:
         """Create the study's experiment (if new) and parent run; returns the parent run id."""
         config_yaml = config.to_yaml()
-        if len(config_yaml) > 8000:
-            raise ValueError("the study config is over MLflow's 8000-character tag limit")
         exp = self.client.get_experiment_by_name(config.name)
         if exp is None:
             exp_id = self.client.create_experiment(
@@ -162,11 +217,11 @@ class StudyStore:
             exp_id = exp.experiment_id
             if exp.lifecycle_stage != "active":
                 self.client.restore_experiment(exp_id)
-        run = self.client.create_run(
-            exp_id,
-            run_name=config.name,
-            tags={KIND_TAG: "study", STUDY_TAG: config.name, CONFIG_TAG: config_yaml},
-        )
+        fits = len(config_yaml) <= MAX_TAG_CHARS
+        tags = {STUDY_TAG: config.name} | ({CONFIG_TAG: config_yaml} if fits else {})
+        run = self.client.create_run(exp_id, run_name=config.name, tags=tags)
+        if not fits:
+            self.client.log_text(run.info.run_id, config_yaml, CONFIG_ARTIFACT)
         params = [
             Param("seed", str(config.seed)),
             Param("runner", config.runner.kind),
@@ -178,6 +233,8 @@ class StudyStore:
             Param("max_cost", str(config.budget.max_cost)),
         ]
         self.client.log_batch(run.info.run_id, params=params)
+        # Only now, with its config readable, does the run count as the study (find_study).
+        self.client.set_tag(run.info.run_id, KIND_TAG, "study")
         return run.info.run_id
 
     def delete_study(self, parent_id: str) -> int:
@@ -223,7 +280,7 @@ class StudyStore:
         records: dict[int, TrialRecord] = {}
         for run in self._children(parent_id):
             tags = run.data.tags
-            spec = spec_from_json(tags[SPEC_TAG])
+            spec = spec_from_json(joined_tag(tags, SPEC_TAG))
             if spec.index in records:
                 raise RuntimeError(f"trial {spec.index} has two runs in the store")
             metrics = dict(run.data.metrics)
@@ -237,7 +294,12 @@ class StudyStore:
                 step=tags.get("generation_step", ""),
                 metrics=metrics,
                 error=tags.get("error", ""),
-                curve=[(int(t), m) for t, m in json.loads(tags.get(CURVE_TAG, "[]"))],
+                curve=[
+                    (int(t), m)
+                    for t, m in json.loads(
+                        joined_tag(tags, CURVE_TAG) if CURVE_TAG in tags else "[]"
+                    )
+                ],
                 closed=tags.get(STATUS_TAG, RUNNING) != RUNNING and run.info.status != "RUNNING",
             )
         return [records[i] for i in sorted(records)]
@@ -252,7 +314,7 @@ class StudyStore:
             MLFLOW_PARENT_RUN_ID: parent_id,
             TRIAL_TAG: str(spec.index),
             STATUS_TAG: RUNNING,
-            SPEC_TAG: spec_to_json(spec),
+            **split_tag(SPEC_TAG, spec_to_json(spec)),
             "generation_step": step,
         }
         if predicted is not None:
@@ -273,8 +335,8 @@ class StudyStore:
             params.append(Param("pool_id", spec.pool_id))
         existing = self.client.get_run(run_id).data.params
         fresh = [p for p in params if p.key not in existing]
-        if fresh:
-            self.client.log_batch(run_id, params=fresh)
+        for i in range(0, len(fresh), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=fresh[i : i + MAX_PARAMS_PER_BATCH])
 
     def reopen_trial(self, run_id: str, spec: TrialSpec) -> None:
         """Make an interrupted trial's run active again, with its params complete."""
@@ -319,7 +381,9 @@ class StudyStore:
             metrics.append(Metric(OBJECTIVE, objective, now, 0))
         tags = []
         if result.curve and not result.failed:
-            tags.append(RunTag(CURVE_TAG, _curve_json(result.curve)))
+            tags = [
+                RunTag(k, v) for k, v in split_tag(CURVE_TAG, _curve_json(result.curve)).items()
+            ]
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         tags = [RunTag(STATUS_TAG, FAILED if result.failed else COMPLETED)]
         tags += [RunTag(f"info.{k}", v[:MAX_TAG_CHARS]) for k, v in result.info.items()]
@@ -335,3 +399,31 @@ class StudyStore:
         self.client.set_terminated(
             record.run_id, status="FAILED" if record.state == FAILED else "FINISHED"
         )
+
+
+def _open_client(uri: str) -> MlflowClient:
+    """An MLflow client on `uri`, or a TrackingStoreError that says why not, fast: a missing
+    database driver, an unknown scheme, a server that does not answer within PROBE_TIMEOUT_S."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S).close()
+        except urllib.error.HTTPError:
+            pass  # it answered; MLflow's own requests will say what is wrong
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise TrackingStoreError(
+                f"tracking URI {uri}: the server does not answer ({reason}; waited at most "
+                f"{PROBE_TIMEOUT_S:g} s); start it, or pass another --tracking-uri"
+            ) from None
+    try:
+        return MlflowClient(tracking_uri=uri)
+    except ImportError as err:
+        raise TrackingStoreError(
+            f"tracking URI {uri}: the database driver for '{scheme}' is not installed "
+            f"({err}); install it, or pass another --tracking-uri"
+        ) from None
+    except MlflowException as err:
+        raise TrackingStoreError(
+            f"tracking URI {uri}: {str(err).strip().splitlines()[0]}"
+        ) from None

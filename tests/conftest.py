@@ -41,6 +41,24 @@ def pile_config(**overrides: object) -> dict:
     return data
 
 
+def table_config(name: str, table: str, domains: list[str], **overrides: object) -> dict:
+    """A replay study over a run table whose runs are all at one fidelity: size S (1e5
+    parameters), 1e6 tokens."""
+    return {
+        "name": name,
+        "domains": domains,
+        "objective": {"metrics": "loss"},
+        "fidelities": {
+            "model_sizes": {"S": 1e5},
+            "tokens": [1e6],
+            "target": {"model_size": "S", "tokens": 1e6},
+        },
+        "budget": {"max_trials": 3},
+        "runner": {"kind": "replay", "table": table},
+        **overrides,
+    }
+
+
 @pytest.fixture(scope="session")
 def corpus_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tokenised-corpus cache for the whole session (as on a user's machine)."""

@@ -18,6 +18,8 @@ from tests.conftest import pile_config
 def small_pile(**overrides: object):
     data = pile_config(budget={"max_trials": 7, "max_cost": 20.0}, optimizer={"n_initial": 4})
     data.update(overrides)
+    if data["budget"].get("max_trials", 4) < 4:  # n_initial may not exceed the trial cap
+        data["optimizer"] = {k: v for k, v in data["optimizer"].items() if k != "n_initial"}
     return parse_config(data)
 
 

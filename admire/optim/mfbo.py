@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from admire.config import NO_BOOL
 from admire.optim.acquisition import mf_mes_scores, predict
 from admire.optim.base import History, Optimizer, Options, Proposal, Recommendation
 from admire.optim.candidates import target_candidates
@@ -32,10 +33,10 @@ from admire.trial import TrialSpec, trial_seed
 class MFBOOptions(Options):
     """Settings of admire's multi-fidelity BO; the defaults suit most studies."""
 
-    n_initial: Annotated[int, Field(ge=2)] = 10
+    n_initial: Annotated[int, NO_BOOL, Field(ge=2)] = 10
     acquisition: Literal["mf-mes"] = "mf-mes"
-    n_candidates: Annotated[int, Field(ge=16, le=100_000)] = 1024
-    fixed_cost: Annotated[float, Field(ge=0.0)] = 0.0
+    n_candidates: Annotated[int, NO_BOOL, Field(ge=16, le=100_000)] = 1024
+    fixed_cost: Annotated[float, NO_BOOL, Field(ge=0.0)] = 0.0
     """Overhead charged to every trial in the acquisition's cost (target-run units)."""
     fidelity_scaling: bool = True
     """Learn the spread of mixture effects per fidelity (off: one amplitude; an ablation)."""

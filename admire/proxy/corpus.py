@@ -23,7 +23,12 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from admire.config import ConfigError, DomainSource, ProxyRunnerConfig
-from admire.proxy.default_corpus import BUILTIN_DOMAINS, package_root
+from admire.proxy.default_corpus import (
+    BUILTIN_DOMAINS,
+    BuiltinDomain,
+    MissingCorpusPackage,
+    package_root,
+)
 
 EOT = "<|endoftext|>"
 CHUNK_BYTES = 16_384
@@ -56,20 +61,37 @@ def _chunks(text: str) -> Iterator[str]:
         yield "".join(piece)
 
 
+TEXT_SUFFIXES = (".txt", ".md")
+
+
+def _document(data: bytes, where: str) -> str:
+    """A document's text: UTF-8 and not binary, else a ConfigError saying where."""
+    if b"\x00" in data:
+        raise ConfigError(f"{where}: holds NUL bytes; a binary file, not text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{where}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+            "convert it to UTF-8"
+        ) from None
+
+
 def _folder_documents(folder: Path) -> Iterator[str]:
-    files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in {".txt", ".md"}
-    )
-    if not files:
-        raise ConfigError(f"{folder}: no .txt or .md files in this folder")
-    random.Random(SPLIT_SEED).shuffle(files)
-    for path in files:
-        yield path.read_text(encoding="utf-8", errors="replace")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    texts = [p for p in files if p.suffix.lower() in TEXT_SUFFIXES]
+    if not texts:
+        other = f" (it holds {len(files)} other files, e.g. {files[0].name})" if files else ""
+        raise ConfigError(f"{folder}: no .txt or .md files in this folder{other}")
+    random.Random(SPLIT_SEED).shuffle(texts)
+    for path in texts:
+        yield _document(path.read_bytes(), str(path))
 
 
 def _jsonl_documents(path: Path, field: str) -> Iterator[str]:
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            line = _document(raw, f"{path}:{n}")
             if not line.strip():
                 continue
             try:
@@ -82,6 +104,21 @@ def _jsonl_documents(path: Path, field: str) -> Iterator[str]:
             yield text
 
 
+def _path_documents(path: Path, text_field: str) -> Iterator[str]:
+    if path.is_dir():
+        return _folder_documents(path)
+    if path.is_file() and path.suffix == ".jsonl":
+        return _jsonl_documents(path, text_field)
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist")
+    if path.suffix == ".json":
+        raise ConfigError(
+            f"{path} is a .json file; give a .jsonl file (one JSON object per line) or a folder "
+            "of .txt/.md files"
+        )
+    raise ConfigError(f"{path} is neither a folder of .txt/.md files nor a .jsonl file")
+
+
 @dataclass(frozen=True)
 class DomainText:
     """The documents selected for one domain, with where they came from."""
@@ -92,12 +129,31 @@ class DomainText:
     provenance: dict[str, str]
 
 
+def _select(docs_iter: Iterator[str], max_bytes: int) -> tuple[list[str], int]:
+    """Non-blank pieces of the documents, in order, up to `max_bytes` of text."""
+    docs: list[str] = []
+    size = 0
+    for doc in docs_iter:
+        for piece in _chunks(doc):
+            if not piece.strip():
+                continue
+            docs.append(piece)
+            size += len(piece.encode("utf-8"))
+            if size >= max_bytes:
+                return docs, size
+    return docs, size
+
+
+def _builtin(name: str, source: DomainSource | None) -> BuiltinDomain:
+    return BUILTIN_DOMAINS[name if source is None else str(source.builtin)]
+
+
 def read_domain(
     name: str, source: DomainSource | None, max_bytes: int, base: Path | None = None
 ) -> DomainText:
     """Read a domain's documents up to `max_bytes` of text, in a fixed order."""
     if source is None or source.builtin is not None:
-        builtin = BUILTIN_DOMAINS[name if source is None else str(source.builtin)]
+        builtin = _builtin(name, source)
         docs_iter = builtin.documents(package_root(builtin))
         provenance = {
             "source": f"builtin:{builtin.name}",
@@ -108,35 +164,21 @@ def read_domain(
         # the whole package rather than its first folders.
         pieces = [c for d in docs_iter for c in _chunks(d)]
         random.Random(SPLIT_SEED).shuffle(pieces)
-        docs_iter = iter(pieces)
+        docs, size = _select(iter(pieces), max_bytes)
+        where = f"domain '{name}'"
     else:
         path = Path(str(source.path)).expanduser()
         if not path.is_absolute() and base is not None:
             path = base / path
-        if path.is_dir():
-            docs_iter = _folder_documents(path)
-        elif path.is_file() and path.suffix == ".jsonl":
-            docs_iter = _jsonl_documents(path, source.text_field)
-        else:
-            raise ConfigError(
-                f"domain '{name}': {path} is neither a folder of .txt/.md files nor a .jsonl file"
-            )
         provenance = {"source": str(path)}
-    docs: list[str] = []
-    size = 0
-    for doc in docs_iter:
-        for piece in _chunks(doc):
-            if not piece.strip():
-                continue
-            docs.append(piece)
-            size += len(piece.encode("utf-8"))
-            if size >= max_bytes:
-                break
-        if size >= max_bytes:
-            break
+        where = f"runner.sources.{name}"
+        try:
+            docs, size = _select(_path_documents(path, source.text_field), max_bytes)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
     if len(docs) < 2:
         raise ConfigError(
-            f"domain '{name}': found {len(docs)} document(s); at least 2 are needed to hold "
+            f"{where}: found {len(docs)} document(s); at least 2 are needed to hold "
             "one out for validation"
         )
     digest = hashlib.sha256()
@@ -144,6 +186,25 @@ def read_domain(
         digest.update(doc.encode("utf-8"))
         digest.update(b"\x00")
     return DomainText(name, docs, digest.hexdigest(), provenance | {"bytes": str(size)})
+
+
+def check_sources(config: ProxyRunnerConfig, domains: list[str]) -> None:
+    """Refuse, with a ConfigError naming the field, a source that cannot be read: a missing
+    path, a folder without text files, binary or non-UTF-8 text, a bad `.jsonl` line, a
+    builtin domain whose package is not installed at its pinned version, a tokenizer file that
+    does not load. It reads what a trial would read and writes nothing."""
+    max_bytes = int(config.max_mb_per_domain * 1e6)
+    for name in domains:
+        source = config.sources.get(name)
+        if source is None or source.builtin is not None:
+            try:
+                package_root(_builtin(name, source))
+            except MissingCorpusPackage as err:
+                raise ConfigError(f"runner.sources.{name}: {err}") from None
+        else:
+            read_domain(name, source, max_bytes)
+    if config.tokenizer.file:
+        _user_tokenizer(Path(config.tokenizer.file).expanduser())
 
 
 def _file_sha(path: Path) -> str:
@@ -156,6 +217,21 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
+
+
+def _user_tokenizer(path: Path) -> Tokenizer:
+    if not path.is_file():
+        raise ConfigError(f"runner.tokenizer.file: {path} does not exist")
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as err:  # the tokenizers library raises its own untyped errors
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(
+            f"runner.tokenizer.file: {path} is not a tokenizer file ({reason})"
+        ) from None
+    if tok.token_to_id(EOT) is None:
+        tok.add_special_tokens([EOT])
+    return tok
 
 
 def train_tokenizer(texts: list[DomainText], vocab_size: int, sample_bytes: int) -> Tokenizer:
@@ -194,12 +270,7 @@ def load_tokenizer(
         path = Path(config.tokenizer.file).expanduser()
         if not path.is_absolute() and base is not None:
             path = base / path
-        if not path.is_file():
-            raise ConfigError(f"runner.tokenizer.file: {path} does not exist")
-        tok = Tokenizer.from_file(str(path))
-        if tok.token_to_id(EOT) is None:
-            tok.add_special_tokens([EOT])
-        return tok, path, _file_sha(path)
+        return _user_tokenizer(path), path, _file_sha(path)
     key = hashlib.sha256(
         json.dumps(
             {
@@ -261,7 +332,8 @@ def tokenize_domain(
     key = hashlib.sha256(
         f"{text.sha256}|{tok_sha}|{val_fraction}|{SPLIT_SEED}|{FORMAT_VERSION}".encode()
     ).hexdigest()[:20]
-    folder = root / "domains" / f"{text.name}-{key}"
+    # Domain names may hold slashes (`org/dataset`); the cache keeps one folder per domain.
+    folder = root / "domains" / f"{text.name.replace('/', '__')}-{key}"
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
         eot = tok.token_to_id(EOT)

@@ -6,8 +6,10 @@ from admire.runners.base import PoolRow, Runner, TrialResult, TrialRun, TrialSpe
 __all__ = ["PoolRow", "Runner", "TrialResult", "TrialRun", "TrialSpec", "TrialTask", "make_runner"]
 
 
-def make_runner(config):  # type: ignore[no-untyped-def]
-    """The runner a study's config names, validated against the study."""
+def make_runner(config, check_data: bool = False):  # type: ignore[no-untyped-def]
+    """The runner a study's config names, validated against the study. `check_data` also reads
+    the runner's data sources now (for a new study: bad data is refused before anything is
+    written, not trial by trial); a stored study opens without it."""
     kind = config.runner.kind
     if kind == "replay":
         from admire.runners.replay import ReplayRunner
@@ -16,7 +18,10 @@ def make_runner(config):  # type: ignore[no-untyped-def]
     if kind == "proxy":
         from admire.runners.local import LocalRunner
 
-        return LocalRunner.from_config(config)
+        runner = LocalRunner.from_config(config)
+        if check_data:
+            runner.check_data()
+        return runner
     if kind == "command":
         from admire.runners.command import CommandRunner
 

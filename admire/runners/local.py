@@ -69,6 +69,13 @@ class LocalRunner:
                 )
             return self._corpus
 
+    def check_data(self) -> None:
+        """Refuse unreadable domain sources or tokenizer now (a ConfigError naming the field);
+        reads what the corpus would read, writes nothing."""
+        from admire.proxy.corpus import check_sources
+
+        check_sources(self.config, self.domains)
+
     def metric_names(self) -> list[str]:
         return [f"loss.{d}" for d in self.domains]
 

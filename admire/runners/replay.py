@@ -16,7 +16,9 @@ Two modes:
 from __future__ import annotations
 
 import csv
+import io
 import math
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -69,10 +71,7 @@ class RunTable:
 
     @classmethod
     def read_csv(cls, path: Path, source: str) -> RunTable:
-        with path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            header = list(reader.fieldnames or [])
-            rows = list(reader)
+        header, rows = _csv_rows(path, source)
         domains = [c.removeprefix(WEIGHT_PREFIX) for c in header if c.startswith(WEIGHT_PREFIX)]
         metrics = [c.removeprefix(METRIC_PREFIX) for c in header if c.startswith(METRIC_PREFIX)]
         missing = [c for c in ("model_size", "tokens") if c not in header]
@@ -100,10 +99,17 @@ class RunTable:
             weights[i] = [num(row, WEIGHT_PREFIX + d, line) for d in domains]
             values[i] = [num(row, METRIC_PREFIX + m, line) for m in metrics]
             tokens[i] = num(row, "tokens", line)
-            total = weights[i].sum()
-            if (weights[i] < 0).any() or abs(total - 1.0) > SUM_TOLERANCE:
+            negative = [d for d, w in zip(domains, weights[i], strict=True) if w < 0]
+            if negative:
                 raise ConfigError(
-                    f"{source}:{line}: weights must be >= 0 and sum to 1 (sum {total:.6g})"
+                    f"{source}:{line}: column {WEIGHT_PREFIX}{negative[0]} is negative; "
+                    "weights must be >= 0 and sum to 1"
+                )
+            total = weights[i].sum()
+            if abs(total - 1.0) > SUM_TOLERANCE:
+                raise ConfigError(
+                    f"{source}:{line}: the {WEIGHT_PREFIX}* columns sum to {total:.6g}; "
+                    "weights must be >= 0 and sum to 1"
                 )
             # Released tables round weights (RegMix to 3 decimals); put them back on the simplex.
             weights[i] /= total
@@ -113,9 +119,13 @@ class RunTable:
                 cost[i] = 6.0 * num(row, "model_params", line) * tokens[i]
             else:
                 cost[i] = math.nan
+        run_ids = [row.get("run_id") or f"row-{i + 2}" for i, row in enumerate(rows)]
+        repeated = sorted(r for r, n in Counter(run_ids).items() if n > 1)
+        if repeated:
+            raise ConfigError(f"{source}: column run_id repeats {repeated[:5]}")
         return cls(
             source=source,
-            run_ids=[row.get("run_id") or f"row-{i + 2}" for i, row in enumerate(rows)],
+            run_ids=run_ids,
             domains=domains,
             metrics=metrics,
             model_size=[row["model_size"] for row in rows],
@@ -136,6 +146,31 @@ class RunTable:
             ],
             dtype=int,
         )
+
+
+def _csv_rows(path: Path, source: str) -> tuple[list[str], list[dict[str, str]]]:
+    """A CSV file's header and rows; a ConfigError for a file that is not one."""
+    data = path.read_bytes()
+    if not data.strip():
+        raise ConfigError(f"{source}: the run table is empty")
+    if b"\x00" in data:
+        raise ConfigError(f"{source}: not a CSV file (it holds binary data)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{source}: not a UTF-8 CSV file (byte 0x{data[err.start]:02x} at offset {err.start})"
+        ) from None
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    except csv.Error as err:
+        raise ConfigError(f"{source}: not a CSV file ({err})") from None
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    if dupes:
+        raise ConfigError(f"{source}: columns {dupes} appear more than once")
+    return header, rows
 
 
 class ReplayRunner:
@@ -171,8 +206,6 @@ class ReplayRunner:
                 )
             self._rows[fid] = rows
         self._by_id = {rid: i for i, rid in enumerate(table.run_ids)}
-        if len(self._by_id) != len(table.run_ids):
-            raise ConfigError(f"{table.source}: run_id values are not unique")
         self._surrogates: dict[Fidelity, _TableSurrogate] = {}
 
     @classmethod
