@@ -450,15 +450,12 @@ class OptimizerConfig(BaseModel):
         try:
             cls.Options.model_validate(self.options)
         except ValidationError as err:
-            problems = []
-            for e in err.errors():
-                where = ".".join(str(p) for p in e["loc"])
-                msg = "unknown option (a typo?)" if e["type"] == "extra_forbidden" else e["msg"]
-                problems.append(f"{where}: {msg}")
+            e = err.errors()[0]
+            where = ".".join(str(p) for p in e["loc"])
+            msg = "unknown option (a typo?)" if e["type"] == "extra_forbidden" else e["msg"]
             known = ", ".join(cls.Options.model_fields) or "none"
-            raise ValueError(
-                f"options of optimizer {self.kind!r}: {'; '.join(problems)} (its options: {known})"
-            ) from None
+            # A leading "." makes the reported field `optimizer.<option>` (see _format_error).
+            raise ValueError(f".{where}: {msg} (options of {self.kind!r}: {known})") from None
         return self
 
     @property
@@ -604,7 +601,10 @@ def _format_error(source: str, err: ValidationError) -> str:
         elif e["type"] != "value_error" and isinstance(e.get("input"), str | int | float):
             msg = f"{msg} (got {e['input']!r})"
         # Whole-config checks have no location; their messages name the fields themselves.
-        problems.append(f"{loc}: {msg}" if loc else msg)
+        if msg.startswith("."):  # a sub-field's problem found by its parent's validator
+            problems.append(f"{loc}{msg}")
+        else:
+            problems.append(f"{loc}: {msg}" if loc else msg)
     if len(problems) == 1:
         return f"{source}: invalid study config: {problems[0]}"
     return "\n  ".join([f"{source}: invalid study config", *problems])

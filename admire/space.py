@@ -11,6 +11,7 @@ clipping and renormalising a point that was off it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,10 +173,17 @@ class FidelitySpace:
 
     def coords(self) -> np.ndarray:
         """(n_fidelities, 2): log params and log tokens scaled to [0, 1] over the grid."""
-        raw = np.log(
+        return self.coords_at(self.fidelities)
+
+    def coords_at(self, points: Sequence[Fidelity]) -> np.ndarray:
+        """Coordinates of any (size, tokens) points on the grid's scale: a checkpoint at fewer
+        tokens than the grid's smallest budget lies below 0 on the token axis."""
+        grid = np.log(
             np.array([[p, f.tokens] for p, f in zip(self.params, self.fidelities, strict=True)])
         )
-        lo, hi = raw.min(axis=0), raw.max(axis=0)
+        size = dict(zip((f.model_size for f in self.fidelities), self.params, strict=False))
+        raw = np.log(np.array([[size[f.model_size], f.tokens] for f in points]).reshape(-1, 2))
+        lo, hi = grid.min(axis=0), grid.max(axis=0)
         span = np.where(hi > lo, hi - lo, 1.0)
         return np.where(hi > lo, (raw - lo) / span, 1.0)
 

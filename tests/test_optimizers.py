@@ -142,5 +142,5 @@ def test_the_same_seed_gives_the_same_trace(kind: str) -> None:
 def test_an_unknown_kind_or_option_is_refused_with_the_known_ones() -> None:
     with pytest.raises(ValueError, match="allowed: admire, "):
         OptimizerConfig(kind="bayes")
-    with pytest.raises(ValueError, match="n_initail: unknown option"):
+    with pytest.raises(ValueError, match=r"\.n_initail: unknown option"):
         OptimizerConfig(kind="admire", n_initail=3)

@@ -52,8 +52,10 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
             "fidelity_scaling": False,
             "warm_start": False,
             "trial_aware_cost": False,
+            "use_curves": False,
         },
     ),
+    "admire-nocurves": ("admire", lambda p: {**_base(p), "use_curves": False}),
     "admire-costonly": ("admire", lambda p: {**_base(p), "trial_aware_cost": False}),
     "admire-unscaled": ("admire", lambda p: {**_base(p), "fidelity_scaling": False}),
 }

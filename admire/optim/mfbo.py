@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from admire.config import NO_BOOL
+from admire.config import NO_BOOL, Fidelity
 from admire.optim.acquisition import mf_mes_scores, predict
 from admire.optim.base import History, Optimizer, Options, Proposal, Recommendation
 from admire.optim.candidates import target_candidates
@@ -42,6 +42,8 @@ class MFBOOptions(Options):
     """Learn the spread of mixture effects per fidelity (off: one amplitude; an ablation)."""
     warm_start: bool = True
     """Start each GP fit from the previous one's hyperparameters (off: from the defaults)."""
+    use_curves: bool = True
+    """Use each trial's earlier evaluations (its curve) as observations at their tokens."""
     trial_aware_cost: bool = True
     """Price a trial by the scarcer of the two budgets it spends: its cost over the cost
     left, or one trial over the trials left (off: by its cost alone)."""
@@ -75,11 +77,7 @@ class AdmireOptimizer(Optimizer):
         key = (len(done), done[-1].run_id if done else "")
         if self._model_cache is not None and self._model_cache[0] == key:
             return self._model_cache[1]
-        fids = self.space.fidelities
-        coords = fids.coords()
-        w = torch.tensor(np.array([self.space.weights(r.spec) for r in done]))
-        f = torch.tensor(np.array([coords[fids.index(r.spec.fidelity)] for r in done]))
-        y = torch.tensor([[self.value(r)] for r in done], dtype=torch.float64)
+        w, f, y = self._observations(done)
         warm = self._warm if self.options.warm_start else None
         with torch.random.fork_rng():
             torch.manual_seed(self.space.seed)
@@ -87,6 +85,26 @@ class AdmireOptimizer(Optimizer):
         self._model_cache = (key, model)
         self._warm = hyperparameters(model)
         return model
+
+    def _observations(self, done: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # type: ignore[type-arg]
+        """Training data: every completed trial at its fidelity and, with `use_curves`, its
+        curve's earlier evaluations at their token counts (free observations of the run)."""
+        fids = self.space.fidelities
+        points: list[tuple[np.ndarray, Fidelity, float]] = []
+        for r in done:
+            w = self.space.weights(r.spec)
+            points.append((w, r.spec.fidelity, self.value(r)))
+            if self.options.use_curves:
+                size = r.spec.fidelity.model_size
+                points += [
+                    (w, Fidelity(model_size=size, tokens=float(t)), self.space.sign * v)
+                    for t, v in r.objective_curve
+                    if t < r.spec.fidelity.tokens
+                ]
+        w = torch.tensor(np.array([p[0] for p in points]))
+        f = torch.tensor(fids.coords_at([p[1] for p in points]))
+        y = torch.tensor([[p[2]] for p in points], dtype=torch.float64)
+        return w, f, y
 
     def _believe(self, model, pending: Sequence[TrialSpec]):  # type: ignore[no-untyped-def]
         """The model conditioned on its own mean at the pending trials."""
