@@ -44,20 +44,11 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "ax": ("ax", lambda p: {}),
     "admire-ref": ("admire-ref", _reference),
     "admire": ("admire", _base),
-    # Ablations of admire: each switches one of its parts off.
-    "admire-v0": (
-        "admire",
-        lambda p: {
-            **_base(p),
-            "fidelity_scaling": False,
-            "warm_start": False,
-            "trial_aware_cost": False,
-            "use_curves": False,
-        },
-    ),
+    # Ablations of admire: each switches one of its parts on or off.
+    "admire-v0": ("admire", lambda p: {**_base(p), "warm_start": False, "use_curves": False}),
+    "admire-scaled": ("admire", lambda p: {**_base(p), "fidelity_scaling": True}),
+    "admire-trialcost": ("admire", lambda p: {**_base(p), "trial_aware_cost": True}),
     "admire-nocurves": ("admire", lambda p: {**_base(p), "use_curves": False}),
-    "admire-costonly": ("admire", lambda p: {**_base(p), "trial_aware_cost": False}),
-    "admire-unscaled": ("admire", lambda p: {**_base(p), "fidelity_scaling": False}),
 }
 
 

@@ -38,15 +38,17 @@ class MFBOOptions(Options):
     n_candidates: Annotated[int, NO_BOOL, Field(ge=16, le=100_000)] = 1024
     fixed_cost: Annotated[float, NO_BOOL, Field(ge=0.0)] = 0.0
     """Overhead charged to every trial in the acquisition's cost (target-run units)."""
-    fidelity_scaling: bool = True
-    """Learn the spread of mixture effects per fidelity (off: one amplitude; an ablation)."""
+    fidelity_scaling: bool = False
+    """Learn the spread of mixture effects per fidelity, a(f) in `surrogate.py` (an ablation,
+    off by default: it did not help on the benchmark suite)."""
     warm_start: bool = True
     """Start each GP fit from the previous one's hyperparameters (off: from the defaults)."""
     use_curves: bool = True
     """Use each trial's earlier evaluations (its curve) as observations at their tokens."""
-    trial_aware_cost: bool = True
+    trial_aware_cost: bool = False
     """Price a trial by the scarcer of the two budgets it spends: its cost over the cost
-    left, or one trial over the trials left (off: by its cost alone)."""
+    left, or one trial over the trials left (an ablation, off by default: it did not help on
+    the benchmark suite)."""
 
 
 class AdmireOptimizer(Optimizer):
