@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 import torch
 import yaml
-from filelock import FileLock, Timeout
+from filelock import Timeout
 
+from admire import report
 from admire.config import (
     ConfigError,
     Domain,
@@ -41,7 +42,10 @@ from admire.runners import Runner, TrialSpec, make_runner
 from admire.runners.base import PoolRow, TrialResult
 from admire.runners.replay import BUILTIN_TABLES
 from admire.space import FidelitySpace, MixtureSpace, label
-from admire.tracking import COMPLETED, FAILED, RUNNING, StudyStore, TrialRecord, local_store_dir
+from admire.tracking import COMPLETED, FAILED, RUNNING, StudyStore, TrialRecord, lock_for
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class StudyExistsError(RuntimeError):
@@ -171,6 +175,24 @@ class Study:
         """Every trial so far, in index order, as stored in MLflow."""
         return self.store.trials(self.parent_id)
 
+    def trials_dataframe(self) -> pd.DataFrame:
+        """The trials as a pandas DataFrame, one row per trial (like Optuna's): `trial`,
+        `name`, `state`, `model_size`, `tokens`, `step`, `objective`, `cost` (target-run
+        units), `cost.raw`, `weight.<domain>` for every domain, every metric, `seed`,
+        `pool_id`, `error`, `run_id`.
+
+        >>> import tempfile
+        >>> uri = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
+        >>> study = Study.create("studies/pile-replay.yaml", tracking_uri=uri)
+        >>> _ = study.optimize(max_trials=3, progress=False)
+        >>> df = study.trials_dataframe()
+        >>> df[["name", "state", "model_size"]].values.tolist()
+        [['t000', 'COMPLETED', '1M'], ['t001', 'COMPLETED', '1M'], ['t002', 'COMPLETED', '1M']]
+        >>> round(float(df.filter(like="weight.").sum(axis=1).min()), 6)
+        1.0
+        """
+        return report.trials_frame(self.trials, self.mixtures.names)
+
     def _cost_model(self, records: list[TrialRecord]) -> CostModel:
         prior = []
         for i, fid in enumerate(self.fidelities.fidelities):
@@ -249,6 +271,7 @@ class Study:
                 self._after_trial(records, trial_cap, cost_cap, progress)
                 if callback is not None:
                     callback(record)
+            report.finish(self, records)
             self.store.mark_study(self.parent_id, running=False)
         rec = self._recommend(records)
         if progress and rec is not None:
@@ -346,25 +369,10 @@ class Study:
             values["recommended_predicted"] = rec.predicted
             values["recommended_predicted_sd"] = rec.predicted_sd
         self.store.log_study_progress(self.parent_id, last.spec.index, values)
+        report.after_trial(self, records, rec)
         if progress:
-            n = f"{len(records)}/{trial_cap}" if trial_cap else f"{len(records)}"
-            budget = f"/{cost_cap:.3g}" if cost_cap is not None else ""
-            result = (
-                f"{last.objective:.4f}"
-                if last.objective is not None
-                else f"FAILED ({last.error[:60]})"
-            )
-            best = (
-                ""
-                if rec is None
-                else f" | best (pred.) {rec.predicted:.4f} +- {rec.predicted_sd:.4f}"
-            )
-            print(
-                f"[{self.name}] trial {n} {label(last.spec.fidelity):<18} {last.step:<7} "
-                f"-> {result} | cost {spent:.4g}{budget}{best}",
-                file=self._out,
-                flush=True,
-            )
+            line = report.trial_line(self.name, records, spent, trial_cap, cost_cap, rec)
+            print(line, file=self._out, flush=True)
 
     # ---- proposals -------------------------------------------------------------------------
     def _completed(self, records: list[TrialRecord]) -> list[TrialRecord]:
@@ -582,12 +590,7 @@ def _lock(store: StudyStore, name: str) -> Iterator[None]:
     """Hold the lock that lets one process drive a study. It is an OS file lock (flock), so
     a holder that dies, even by SIGKILL, releases it. For a remote tracking URI the lock is
     per machine (under ~/.cache/admire/locks)."""
-    folder = local_store_dir(store.uri)
-    folder = (
-        (folder / ".locks") if folder is not None else Path.home() / ".cache" / "admire" / "locks"
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(folder / f"{name}.lock"))
+    lock = lock_for(store.uri, name)
     try:
         lock.acquire(timeout=0)
     except Timeout:

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from filelock import FileLock, Timeout
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from admire.config import Fidelity, StudyConfig
 from admire.runners.base import TrialResult, TrialSpec
@@ -43,6 +44,9 @@ STATUS_TAG = "status"
 RUNNING, COMPLETED, FAILED = "RUNNING", "COMPLETED", "FAILED"
 OBJECTIVE = "objective"
 COST = "cost"
+# MLflow 3's UI opens an experiment in its GenAI view unless this tag says it holds training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -61,6 +65,60 @@ def local_store_dir(uri: str) -> Path | None:
     if parsed.scheme in ("", "file"):
         return Path(parsed.path or uri).resolve()
     return None
+
+
+def lock_for(uri: str, name: str) -> FileLock:
+    """The OS file lock (flock) that lets one process drive study `name`: under the local
+    store's `.locks` folder, or per machine (~/.cache/admire/locks) for a remote store. A holder
+    that dies, even by SIGKILL, releases it."""
+    folder = local_store_dir(uri)
+    folder = (
+        (folder / ".locks") if folder is not None else Path.home() / ".cache" / "admire" / "locks"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder / f"{name}.lock"))
+
+
+def is_driven(uri: str, name: str) -> bool:
+    """Whether a live process holds study `name`'s lock (probed without waiting)."""
+    lock = lock_for(uri, name)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def short_count(x: float) -> str:
+    """A count in K/M/B/T with up to three significant digits: 2.5e10 -> `25B`."""
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def fidelity_name(fid: Fidelity) -> str:
+    """A fidelity for reading: `60M × 1B tok`."""
+    return f"{fid.model_size} × {short_count(fid.tokens)} tok"
+
+
+def trial_name(index: int) -> str:
+    """The short name of trial `index` (`t017`), shared by the run list and the console."""
+    return f"t{index:03d}"
+
+
+def run_name(spec: TrialSpec, objective: float | None = None, top: int = 3) -> str:
+    """A trial's run name for the MLflow run list:
+    `t017 · 60M × 1B tok · obj 3.412 · github .31 pile_cc .22 …` (the heaviest domains)."""
+    parts = [trial_name(spec.index), fidelity_name(spec.fidelity)]
+    if objective is not None:
+        parts.append(f"obj {objective:.4g}")
+    heavy = sorted(spec.weights.items(), key=lambda kv: -kv[1])
+    shown = [f"{k} {v:.2f}".replace(" 0.", " .") for k, v in heavy[:top] if v >= 0.005]
+    rest = any(v >= 0.005 for _, v in heavy[top:])
+    parts.append(" ".join(shown) + (" …" if rest else ""))
+    return " · ".join(parts)
 
 
 @dataclass
@@ -123,6 +181,28 @@ def spec_from_json(text: str) -> TrialSpec:
     )
 
 
+def study_params(config: StudyConfig) -> list[Param]:
+    """The study's settings as parent-run params (the whole file is the `study.yaml` artifact)."""
+    fids = config.fidelities
+    target = fids.target
+    values = {
+        "seed": config.seed,
+        "runner": config.runner.kind,
+        "domains": ", ".join(d.name for d in config.domains),
+        "n_domains": len(config.domains),
+        "objective": ", ".join(config.objective.metrics),
+        "objective.aggregate": config.objective.aggregate,
+        "objective.direction": config.objective.direction,
+        "fidelities": ", ".join(fidelity_name(f) for f in fids.grid()),
+        "target_fidelity": f"{target.model_size}@{target.tokens:g}",
+        "max_trials": config.budget.max_trials,
+        "max_cost": config.budget.max_cost,
+        "optimizer.n_initial": config.optimizer.n_initial,
+        "optimizer.acquisition": config.optimizer.acquisition,
+    }
+    return [Param(k, str(v)[:6000]) for k, v in values.items()]
+
+
 class StudyStore:
     """Reads and writes studies and their trials in an MLflow tracking store."""
 
@@ -167,6 +247,9 @@ class StudyStore:
         config_yaml = config.to_yaml()
         if len(config_yaml) > 8000:
             raise ValueError("the study config is over MLflow's 8000-character tag limit")
+        exp_tags = {KIND_TAG: "study", EXPERIMENT_KIND_TAG: TRAINING_KIND}
+        if config.description:
+            exp_tags[MLFLOW_RUN_NOTE] = config.description  # the experiment's description
         exp = self.client.get_experiment_by_name(config.name)
         if exp is None:
             exp_id = self.client.create_experiment(
@@ -174,37 +257,36 @@ class StudyStore:
                 artifact_location=f"{self.artifact_root}/{config.name}"
                 if self.artifact_root
                 else None,
-                tags={KIND_TAG: "study"},
+                tags=exp_tags,
             )
         else:
             exp_id = exp.experiment_id
             if exp.lifecycle_stage != "active":
                 self.client.restore_experiment(exp_id)
-        run = self.client.create_run(
-            exp_id,
-            run_name=config.name,
-            tags={KIND_TAG: "study", STUDY_TAG: config.name, CONFIG_TAG: config_yaml},
-        )
-        params = [
-            Param("seed", str(config.seed)),
-            Param("runner", config.runner.kind),
-            Param(
-                "target_fidelity",
-                f"{config.fidelities.target.model_size}@{config.fidelities.target.tokens:g}",
-            ),
-            Param("max_trials", str(config.budget.max_trials)),
-            Param("max_cost", str(config.budget.max_cost)),
-        ]
-        self.client.log_batch(run.info.run_id, params=params)
+            for key, value in exp_tags.items():
+                self.client.set_experiment_tag(exp_id, key, value)
+        tags = {KIND_TAG: "study", STUDY_TAG: config.name, CONFIG_TAG: config_yaml}
+        if config.description:
+            tags[MLFLOW_RUN_NOTE] = config.description
+        run = self.client.create_run(exp_id, run_name=config.name, tags=tags)
+        self.client.log_batch(run.info.run_id, params=study_params(config))
+        self.client.log_text(run.info.run_id, config_yaml, "study.yaml")
         return run.info.run_id
 
-    def delete_study(self, parent_id: str) -> int:
-        """Soft-delete a study's parent and child runs (MLflow can restore them); returns count."""
+    def delete_study(self, parent_id: str, experiment: bool = False) -> int:
+        """Soft-delete a study's parent and child runs (MLflow can restore them), and with
+        `experiment` its experiment too; returns the number of runs."""
         children = self._children(parent_id)
         for run in children:
             self.client.delete_run(run.info.run_id)
         self.client.delete_run(parent_id)
+        if experiment:
+            self.client.delete_experiment(self.client.get_run(parent_id).info.experiment_id)
         return len(children) + 1
+
+    def study_run(self, parent_id: str):  # type: ignore[no-untyped-def]
+        """The parent run (status, latest summary metrics, tags) as MLflow returns it."""
+        return self.client.get_run(parent_id)
 
     def mark_study(self, parent_id: str, running: bool) -> None:
         if running:
@@ -276,15 +358,17 @@ class StudyStore:
         if predicted is not None:
             tags["predicted_mean"] = f"{predicted[0]:.6g}"
             tags["predicted_sd"] = f"{predicted[1]:.6g}"
-        run = self.client.create_run(exp_id, run_name=f"trial-{spec.index:04d}", tags=tags)
+        run = self.client.create_run(exp_id, run_name=run_name(spec), tags=tags)
         self.log_trial_params(run.info.run_id, spec)
         return run.info.run_id
 
     def log_trial_params(self, run_id: str, spec: TrialSpec) -> None:
-        params = [Param(f"weight.{k}", repr(v)) for k, v in spec.weights.items()]
+        # Rounded for reading in the UI; the exact weights are in the spec tag.
+        params = [Param(f"weight.{k}", f"{v:.4f}") for k, v in spec.weights.items()]
         params += [
             Param("model_size", spec.fidelity.model_size),
             Param("tokens", f"{spec.fidelity.tokens:.0f}"),
+            Param("fidelity", fidelity_name(spec.fidelity)),
             Param("seed", str(spec.seed)),
         ]
         if spec.pool_id is not None:
