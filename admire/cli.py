@@ -161,10 +161,12 @@ def _optimize(study: Study, max_trials: int | None, max_cost: float | None) -> i
 
 
 def _run(args: argparse.Namespace) -> int:
+    from admire.console import study_url
     from admire.study import Study
 
     study = Study.create(args.config, tracking_uri=args.tracking_uri, overwrite=args.overwrite)
     print(f"[{study.name}] tracking in {study.store.uri} (parent run {study.parent_id})")
+    print(f"[{study.name}] in the MLflow UI (`make ui`): {study_url(study)}")
     return _optimize(study, None, None)
 
 

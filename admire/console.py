@@ -16,6 +16,7 @@ from admire.tracking import (
     fidelity_name,
     is_driven,
     trial_name,
+    ui_url,
 )
 
 if TYPE_CHECKING:
@@ -40,6 +41,11 @@ def _mix(weights: dict[str, float], top: int | None = None) -> str:
     shown = heavy if top is None else heavy[:top]
     text = ", ".join(f"{k} {v:.3f}" for k, v in shown)
     return text + (f", … ({len(heavy) - top} more)" if top is not None and len(heavy) > top else "")
+
+
+def study_url(study: Study) -> str:
+    """The study's page in the MLflow UI that `make ui` serves."""
+    return ui_url(study.store.study_run(study.parent_id).info.experiment_id)
 
 
 def status_text(study: Study) -> str:
@@ -80,6 +86,7 @@ def status_text(study: Study) -> str:
         lines.append(f"  best:     {best_line(rec)}")
         lines.append(f"            {_mix(rec.weights, top=5)}")
     lines.append(f"  store:    {study.store.uri}")
+    lines.append(f"  UI:       {study_url(study)} (after `make ui`)")
     return "\n".join(lines)
 
 

@@ -47,6 +47,30 @@ COST = "cost"
 # MLflow 3's UI opens an experiment in its GenAI view unless this tag says it holds training runs.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"
+# A view of the run list that the UI loads from an experiment tag (`?viewStateShareKey=admire`):
+# the columns a study is read by, oldest trial first.
+VIEW_KEY = "admire"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+VIEW_STATE = {
+    "selectedColumns": [
+        "metrics.`objective`",
+        "params.`fidelity`",
+        "metrics.`cost`",
+        "metrics.`recommended_predicted`",
+        "metrics.`cumulative_cost`",
+    ],
+    "orderByKey": "attributes.start_time",
+    "orderByAsc": True,
+}
+
+
+def ui_url(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI page of a study: its runs in the model-training view (MLflow 3 opens the
+    GenAI view otherwise), with the objective, fidelity and cost columns shown."""
+    return (
+        f"{base}/#/experiments/{experiment_id}/runs"
+        f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+    )
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -247,7 +271,11 @@ class StudyStore:
         config_yaml = config.to_yaml()
         if len(config_yaml) > 8000:
             raise ValueError("the study config is over MLflow's 8000-character tag limit")
-        exp_tags = {KIND_TAG: "study", EXPERIMENT_KIND_TAG: TRAINING_KIND}
+        exp_tags = {
+            KIND_TAG: "study",
+            EXPERIMENT_KIND_TAG: TRAINING_KIND,
+            VIEW_TAG: json.dumps(VIEW_STATE),
+        }
         if config.description:
             exp_tags[MLFLOW_RUN_NOTE] = config.description  # the experiment's description
         exp = self.client.get_experiment_by_name(config.name)
