@@ -21,6 +21,7 @@ from admire.tracking import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    from rich.console import Console
 
     from admire.study import Recommendation, Study
 
@@ -142,12 +143,18 @@ class LiveDisplay:
     """A rich progress display for a terminal: a bar over the trial budget with the cost spent
     and the current pick, and the per-trial lines printed above it."""
 
-    def __init__(self, study: Study, trial_cap: int | None, cost_cap: float | None) -> None:
+    def __init__(
+        self,
+        study: Study,
+        trial_cap: int | None,
+        cost_cap: float | None,
+        console: Console | None = None,
+    ) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.study, self.trial_cap, self.cost_cap = study, trial_cap, cost_cap
-        self.console = Console()
+        self.console = console or Console()
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

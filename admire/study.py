@@ -42,7 +42,15 @@ from admire.runners import Runner, TrialSpec, make_runner
 from admire.runners.base import PoolRow, TrialResult
 from admire.runners.replay import BUILTIN_TABLES
 from admire.space import FidelitySpace, MixtureSpace, label
-from admire.tracking import COMPLETED, FAILED, RUNNING, StudyStore, TrialRecord, lock_for
+from admire.tracking import (
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    StudyStore,
+    TrialRecord,
+    lock_for,
+    trial_name,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -293,7 +301,8 @@ class Study:
             if r.state == RUNNING:
                 if progress:
                     print(
-                        f"[{self.name}] trial {r.spec.index} was interrupted; running it again",
+                        f"[{self.name}] {trial_name(r.spec.index)} was interrupted; "
+                        "running it again",
                         file=self._out,
                         flush=True,
                     )
