@@ -78,7 +78,9 @@ def after_trial(study: Study, records: list[TrialRecord], rec: Recommendation | 
 
 
 def finish(study: Study, records: list[TrialRecord]) -> None:
-    """Redraw the figures once the loop stops (the last trials may fall between refreshes)."""
+    """Once the loop stops: name trials that were re-run after a crash, and redraw the figures
+    (the last trials may fall between refreshes)."""
+    study.store.name_trials(study.parent_id, records)
     if records and len(records) % REFRESH_EVERY != 0:
         draw(study, records, study.best())
 

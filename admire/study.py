@@ -160,8 +160,11 @@ class Study:
         return cls(config, store, parent, runner)
 
     @classmethod
-    def load(cls, name: str, *, tracking_uri: str | None = None) -> Study:
-        """Open an existing study by name, with the config it was created with."""
+    def load(
+        cls, name: str, *, tracking_uri: str | None = None, runner: Runner | None = None
+    ) -> Study:
+        """Open an existing study by name, with the config it was created with; `runner`
+        replaces the one the config names (a custom runner, as in `create`)."""
         store = StudyStore(tracking_uri)
         parent = store.find_study(name)
         if parent is None:
@@ -171,7 +174,7 @@ class Study:
                 + (f"; studies there: {', '.join(known)}" if known else "")
             )
         config = parse_config(yaml.safe_load(store.study_config_yaml(parent)), f"study {name}")
-        return cls(config, store, parent, make_runner(config))
+        return cls(config, store, parent, runner or make_runner(config))
 
     # ---- reading ---------------------------------------------------------------------------
     @property

@@ -370,6 +370,21 @@ class StudyStore:
             )
         return [records[i] for i in sorted(records)]
 
+    def name_trials(self, parent_id: str, records: list[TrialRecord]) -> int:
+        """Give every trial run its readable name (`run_name`) where it has another (a trial
+        re-run after a crash, or a store written before the names); returns how many."""
+        by_id = {r.run_id: r for r in records}
+        renamed = 0
+        for run in self._children(parent_id):
+            record = by_id.get(run.info.run_id)
+            if record is None:
+                continue
+            name = run_name(record.spec, record.objective)
+            if run.info.run_name != name:
+                self.client.update_run(run.info.run_id, name=name)
+                renamed += 1
+        return renamed
+
     def start_trial(
         self, parent_id: str, spec: TrialSpec, step: str, predicted: tuple[float, float] | None
     ) -> str:

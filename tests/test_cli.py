@@ -15,10 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 
 from admire import Study
 from admire.cli import main
 from admire.config import parse_config
+from admire.tracking import run_name
 from tests.conftest import REPO, pile_config
 
 DOMAINS = pile_config()["domains"]
@@ -90,8 +92,11 @@ def test_list_and_bad_names(finished_pile: str, capsys: pytest.CaptureFixture[st
 DRIVER = """
 import sys, time
 from pathlib import Path
+from mlflow.tracking import MlflowClient
+
 from admire import Study
 from admire.config import parse_config
+from admire.tracking import run_name
 from admire.runners import make_runner
 
 config = parse_config({config})
@@ -147,6 +152,10 @@ def test_status_of_a_running_then_crashed_study(
     assert code == 0 and "t001 was interrupted" in out
     code, out, _ = cli(capsys, tracking_uri, "status", "pile-replay")
     assert "  state:    stopped" in out and "3 of 3 (3 completed" in out
+    # the re-run trial is named with its result like the others
+    client = MlflowClient(tracking_uri)
+    for r in Study.load("pile-replay", tracking_uri=tracking_uri).trials:
+        assert client.get_run(r.run_id).info.run_name == run_name(r.spec, r.objective)
 
 
 def test_delete_needs_confirmation_then_removes_the_study(
@@ -179,3 +188,23 @@ def test_live_display_shows_trials_cost_and_pick(tracking_uri: str) -> None:
     text = buffer.getvalue()
     assert "[pile-replay] t000 (1 of 2)" in text and "t001 (2 of 2)" in text
     assert "cost 0.002 of 20" in text and "pick " in text
+
+
+def test_load_with_a_custom_runner(tracking_uri: str) -> None:
+    from admire.runners import make_runner
+
+    config = parse_config(pile_config(budget={"max_trials": 1}))
+    Study.create(config, tracking_uri=tracking_uri).optimize(progress=False)
+    inner, seen = make_runner(config), []
+
+    class Recording:
+        def __getattr__(self, name: str) -> object:
+            return getattr(inner, name)
+
+        def run(self, spec):  # type: ignore[no-untyped-def]
+            seen.append(spec.index)
+            return inner.run(spec)
+
+    study = Study.load("pile-replay", tracking_uri=tracking_uri, runner=Recording())
+    study.resume(max_trials=1, progress=False)
+    assert seen == [1] and [r.state for r in study.trials] == ["COMPLETED"] * 2
