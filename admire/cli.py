@@ -35,16 +35,23 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--tracking-uri",
-        help="MLflow store to use (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)",
+    store_help = (
+        "MLflow store to use (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)"
     )
+    p.add_argument("--tracking-uri", help=store_help)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, func: Callable[[argparse.Namespace], int], text: str):  # type: ignore[no-untyped-def]
         sp = sub.add_parser(name, help=text, description=text)
         sp.set_defaults(func=func)
+        # Also accepted after the command; SUPPRESS keeps a value given before it.
+        sp.add_argument("--tracking-uri", default=argparse.SUPPRESS, help=store_help)
         return sp
+
+    def study_name(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "name", help="the study's name (its `name:` field; `admire list` shows them)"
+        )
 
     run = command("run", _run, "start a study from its YAML file and run it to its budget")
     run.add_argument("config", help="the study file, e.g. studies/pile-replay.yaml")
@@ -56,18 +63,18 @@ def _parser() -> argparse.ArgumentParser:
     resume = command(
         "resume", _resume, "continue a study: after a crash, or for more trials or budget"
     )
-    resume.add_argument("name", help="the study's name (its `name:` field)")
+    study_name(resume)
     resume.add_argument("--max-trials", type=int, help="run this many more trials")
     resume.add_argument("--max-cost", type=float, help="spend this many more target-run units")
     status = command(
         "status", _status, "is it running, how many trials and how much cost, best so far"
     )
-    status.add_argument("name")
+    study_name(status)
     best = command("best", _best, "the recommended mixture (every domain's weight)")
-    best.add_argument("name")
+    study_name(best)
     best.add_argument("--json", action="store_true", help="print it as JSON")
     trials = command("trials", _trials, "every trial: state, fidelity, objective, cost, mixture")
-    trials.add_argument("name")
+    study_name(trials)
     trials.add_argument("--csv", action="store_true", help="all columns as CSV (for pandas)")
     export = command(
         "export",
@@ -75,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         "the recommended mixture for a training config: {domain: weight}, Hugging Face "
         "interleave_datasets probabilities, and with --tokens the tokens per domain",
     )
-    export.add_argument("name")
+    study_name(export)
     export.add_argument("--format", choices=["yaml", "json"], default="yaml")
     export.add_argument(
         "--tokens",
@@ -85,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="write to this file instead of printing")
     command("list", _list, "the studies in the store, with state, trials, cost and best")
     delete = command("delete", _delete, "delete a study (runs are soft-deleted, restorable)")
-    delete.add_argument("name")
+    study_name(delete)
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     bench = command(
         "bench", _bench, "compare mixture optimisers on a replay problem over many seeds"

@@ -84,6 +84,8 @@ def test_export_forms(finished_pile: str, capsys: pytest.CaptureFixture[str]) ->
 def test_list_and_bad_names(finished_pile: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, finished_pile, "list")
     assert code == 0 and "pile-replay" in out and "6 trials" in out and "stopped" in out
+    assert main(["list", "--tracking-uri", finished_pile]) == 0  # also after the command
+    assert "6 trials" in capsys.readouterr().out
     code, out, err = cli(capsys, finished_pile, "best", "nope")
     assert code == 2 and out == ""
     assert err.strip() == f"admire: no study 'nope' in {finished_pile}; studies there: pile-replay"
