@@ -7,7 +7,8 @@ TORCH  := torch==2.13.0
 NAME   ?= demo
 ARGS   ?=
 
-.PHONY: setup study resume status ui test bench bench-opt lint clean-venv
+.PHONY: setup setup-browser study resume status best trials export list ui test bench bench-opt \
+	lint clean-venv
 
 setup: $(STAMP)
 
@@ -19,6 +20,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,corpus,ray]'
 	@touch $(STAMP)
 
+# Chromium and its driver for the real-browser test (tests/test_browser.py), from Debian's own
+# packages: nothing is downloaded from elsewhere. Needs root (CI runs as root) or sudo.
+setup-browser: setup
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi
+
 study: setup
 	$(BIN)/python -m admire run studies/$(NAME).yaml $(if $(OVERWRITE),--overwrite) $(ARGS)
 
@@ -28,7 +40,21 @@ resume: setup
 status: setup
 	$(BIN)/python -m admire status $(NAME)
 
+best: setup
+	$(BIN)/python -m admire best $(NAME) $(ARGS)
+
+trials: setup
+	$(BIN)/python -m admire trials $(NAME) $(ARGS)
+
+# The recommended mixture for a training config, e.g. ARGS="--tokens 2.5e10 --format json".
+export: setup
+	$(BIN)/python -m admire export $(NAME) $(ARGS)
+
+list: setup
+	$(BIN)/python -m admire list
+
 ui: setup
+	@echo "a study's page: python -m admire status NAME prints its link (model-training view)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
 		--default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port 5000
 

@@ -19,10 +19,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from filelock import FileLock, Timeout
+import numpy as np
+from filelock import Timeout
 
+from admire import report
 from admire.config import (
     CommandRunnerConfig,
     ConfigError,
@@ -36,8 +38,8 @@ from admire.optim import History, Optimizer, Proposal, Recommendation, SearchSpa
 from admire.optim.cost import CostModel
 from admire.runners import Runner, make_runner
 from admire.runners.replay import BUILTIN_TABLES
-from admire.space import FidelitySpace, MixtureSpace, label
-from admire.tracking import StudyStore, local_store_dir
+from admire.space import FidelitySpace, MixtureSpace
+from admire.tracking import StudyStore, lock_for, trial_name
 from admire.trial import (
     COMPLETED,
     FAILED,
@@ -48,6 +50,9 @@ from admire.trial import (
     TrialSpec,
     trial_seed,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class StudyExistsError(RuntimeError):
@@ -146,8 +151,8 @@ class Study:
     def load(
         cls, name: str, *, tracking_uri: str | None = None, runner: Runner | None = None
     ) -> Study:
-        """Open an existing study by name, with the config it was created with (and the
-        runner it names, unless `runner` is given)."""
+        """Open an existing study by name, with the config it was created with; `runner`
+        replaces the one the config names (a custom runner, as in `create`)."""
         store = StudyStore(tracking_uri, create=False)
         parent = store.find_study(name)
         if parent is None:
@@ -178,6 +183,24 @@ class Study:
         ]
         return replace(record, objective_curve=curve)
 
+    def trials_dataframe(self) -> pd.DataFrame:
+        """The trials as a pandas DataFrame, one row per trial (like Optuna's): `trial`,
+        `name`, `state`, `model_size`, `tokens`, `step`, `objective`, `cost` (target-run
+        units), `cost.raw`, `weight.<domain>` for every domain, every metric, `seed`,
+        `pool_id`, `error`, `run_id`.
+
+        >>> import tempfile
+        >>> uri = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
+        >>> study = Study.create("studies/pile-replay.yaml", tracking_uri=uri)
+        >>> _ = study.optimize(max_trials=3, progress=False)
+        >>> df = study.trials_dataframe()
+        >>> df[["name", "state", "model_size"]].values.tolist()
+        [['t000', 'COMPLETED', '1M'], ['t001', 'COMPLETED', '1M'], ['t002', 'COMPLETED', '1M']]
+        >>> round(float(df.filter(like="weight.").sum(axis=1).min()), 6)
+        1.0
+        """
+        return report.trials_frame(self.trials, self.mixtures.names)
+
     def _cost_model(self, records: list[TrialRecord]) -> CostModel:
         prior = []
         for i, fid in enumerate(self.fidelities.fidelities):
@@ -204,6 +227,11 @@ class Study:
         """The optimiser's recommended mixture for the target fidelity (None before any
         trial has completed)."""
         return self._recommend(self.trials)
+
+    def predict(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The optimiser's predicted objective and sd for mixtures (n, domains in the study's
+        order) at the target fidelity; None when it has no model or nothing completed yet."""
+        return self.optimizer.predict(self.history(), weights)
 
     # ---- the loop --------------------------------------------------------------------------
     def optimize(
@@ -254,6 +282,7 @@ class Study:
                 self._after_trial(records, trial_cap, cost_cap, progress)
                 if callback is not None:
                     callback(record)
+            report.finish(self, records)
             self.store.mark_study(self.parent_id, running=False)
         rec = self._recommend(records)
         if progress and rec is not None:
@@ -282,7 +311,8 @@ class Study:
             if r.state == RUNNING:
                 if progress:
                     print(
-                        f"[{self.name}] trial {r.spec.index} was interrupted; running it again",
+                        f"[{self.name}] {trial_name(r.spec.index)} was interrupted; "
+                        "running it again",
                         file=self._out,
                         flush=True,
                     )
@@ -360,23 +390,10 @@ class Study:
             if math.isfinite(rec.predicted_sd):
                 values["recommended_predicted_sd"] = rec.predicted_sd
         self.store.log_study_progress(self.parent_id, last.spec.index, values)
+        report.after_trial(self, records, rec)
         if progress:
-            n = f"{len(records)}/{trial_cap}" if trial_cap else f"{len(records)}"
-            budget = f"/{cost_cap:.3g}" if cost_cap is not None else ""
-            result = (
-                f"{last.objective:.4f}"
-                if last.objective is not None
-                else f"FAILED ({last.error[:60]})"
-            )
-            best = "" if rec is None else f" | best (pred.) {rec.predicted:.4f}"
-            if rec is not None and math.isfinite(rec.predicted_sd):
-                best += f" +- {rec.predicted_sd:.4f}"
-            print(
-                f"[{self.name}] trial {n} {label(last.spec.fidelity):<18} {last.step:<7} "
-                f"-> {result} | cost {spent:.4g}{budget}{best}",
-                file=self._out,
-                flush=True,
-            )
+            line = report.trial_line(self.name, records, spent, trial_cap, cost_cap, rec)
+            print(line, file=self._out, flush=True)
 
     def _recommend(self, records: list[TrialRecord]) -> Recommendation | None:
         done = [r for r in records if r.state == COMPLETED]
@@ -463,12 +480,7 @@ def _lock(store: StudyStore, name: str) -> Iterator[None]:
     """Hold the lock that lets one process drive a study. It is an OS file lock (flock), so
     a holder that dies, even by SIGKILL, releases it. For a remote tracking URI the lock is
     per machine (under ~/.cache/admire/locks)."""
-    folder = local_store_dir(store.uri)
-    folder = (
-        (folder / ".locks") if folder is not None else Path.home() / ".cache" / "admire" / "locks"
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(folder / f"{name}.lock"))
+    lock = lock_for(store.uri, name)
     try:
         lock.acquire(timeout=0)
     except Timeout:

@@ -27,10 +27,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import yaml
+from filelock import FileLock, Timeout
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from admire.config import Fidelity, StudyConfig, parse_config
 from admire.trial import (
@@ -48,7 +49,7 @@ DEFAULT_STORE_DIR = Path("mlruns")
 KIND_TAG = "admire.kind"
 STUDY_TAG = "admire.study"
 CONFIG_TAG = "admire.config"
-CONFIG_ARTIFACT = "admire/study.yaml"
+CONFIG_ARTIFACT = "study.yaml"
 """Where a config too long for a tag (many domains, long names) is kept, on the parent run."""
 SPEC_TAG = "admire.spec"
 CURVE_TAG = "admire.curve"
@@ -68,6 +69,35 @@ class TrackingStoreError(RuntimeError):
     server that does not answer, an unknown scheme or a folder that cannot be created."""
 
 
+# MLflow 3's UI opens an experiment in its GenAI view unless this tag says it holds training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+# A view of the run list that the UI loads from an experiment tag (`?viewStateShareKey=admire`):
+# the columns a study is read by, oldest trial first.
+VIEW_KEY = "admire"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+VIEW_STATE = {
+    "selectedColumns": [
+        "metrics.`objective`",
+        "params.`fidelity`",
+        "metrics.`cost`",
+        "metrics.`recommended_predicted`",
+        "metrics.`cumulative_cost`",
+    ],
+    "orderByKey": "attributes.start_time",
+    "orderByAsc": True,
+}
+
+
+def ui_url(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI page of a study: its runs in the model-training view (MLflow 3 opens the
+    GenAI view otherwise), with the objective, fidelity and cost columns shown."""
+    return (
+        f"{base}/#/experiments/{experiment_id}/runs"
+        f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+    )
+
+
 def resolve_tracking_uri(uri: str | None = None) -> str:
     """The tracking URI to use: the argument, else MLFLOW_TRACKING_URI, else ./mlruns SQLite."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
@@ -84,6 +114,60 @@ def local_store_dir(uri: str) -> Path | None:
     if parsed.scheme in ("", "file"):
         return Path(parsed.path or uri).resolve()
     return None
+
+
+def lock_for(uri: str, name: str) -> FileLock:
+    """The OS file lock (flock) that lets one process drive study `name`: under the local
+    store's `.locks` folder, or per machine (~/.cache/admire/locks) for a remote store. A holder
+    that dies, even by SIGKILL, releases it."""
+    folder = local_store_dir(uri)
+    folder = (
+        (folder / ".locks") if folder is not None else Path.home() / ".cache" / "admire" / "locks"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder / f"{name}.lock"))
+
+
+def is_driven(uri: str, name: str) -> bool:
+    """Whether a live process holds study `name`'s lock (probed without waiting)."""
+    lock = lock_for(uri, name)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def short_count(x: float) -> str:
+    """A count in K/M/B/T with up to three significant digits: 2.5e10 -> `25B`."""
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def fidelity_name(fid: Fidelity) -> str:
+    """A fidelity for reading: `60M × 1B tok`."""
+    return f"{fid.model_size} × {short_count(fid.tokens)} tok"
+
+
+def trial_name(index: int) -> str:
+    """The short name of trial `index` (`t017`), shared by the run list and the console."""
+    return f"t{index:03d}"
+
+
+def run_name(spec: TrialSpec, objective: float | None = None, top: int = 3) -> str:
+    """A trial's run name for the MLflow run list:
+    `t017 · 60M × 1B tok · obj 3.412 · github .31 pile_cc .22 …` (the heaviest domains)."""
+    parts = [trial_name(spec.index), fidelity_name(spec.fidelity)]
+    if objective is not None:
+        parts.append(f"obj {objective:.4g}")
+    heavy = sorted(spec.weights.items(), key=lambda kv: -kv[1])
+    shown = [f"{k} {v:.2f}".replace(" 0.", " .") for k, v in heavy[:top] if v >= 0.005]
+    rest = any(v >= 0.005 for _, v in heavy[top:])
+    parts.append(" ".join(shown) + (" …" if rest else ""))
+    return " · ".join(parts)
 
 
 def split_tag(key: str, text: str) -> dict[str, str]:
@@ -131,6 +215,28 @@ def spec_from_json(text: str) -> TrialSpec:
         seed=int(d["seed"]),
         pool_id=d.get("pool_id"),
     )
+
+
+def study_params(config: StudyConfig) -> list[Param]:
+    """The study's settings as parent-run params (the whole file is the `study.yaml` artifact)."""
+    fids = config.fidelities
+    target = fids.target
+    values = {
+        "seed": config.seed,
+        "runner": config.runner.kind,
+        "domains": ", ".join(d.name for d in config.domains),
+        "n_domains": len(config.domains),
+        "objective": ", ".join(config.objective.metrics),
+        "objective.aggregate": config.objective.aggregate,
+        "objective.direction": config.objective.direction,
+        "fidelities": ", ".join(fidelity_name(f) for f in fids.grid()),
+        "target_fidelity": f"{target.model_size}@{target.tokens:g}",
+        "max_trials": config.budget.max_trials,
+        "max_cost": config.budget.max_cost,
+        "optimizer": config.optimizer.kind,
+        **{f"optimizer.{k}": v for k, v in config.optimizer.options.items()},
+    }
+    return [Param(k, str(v)[:6000]) for k, v in values.items()]
 
 
 class StudyStore:
@@ -204,6 +310,13 @@ class StudyStore:
     def create_study(self, config: StudyConfig) -> str:
         """Create the study's experiment (if new) and parent run; returns the parent run id."""
         config_yaml = config.to_yaml()
+        exp_tags = {
+            KIND_TAG: "study",
+            EXPERIMENT_KIND_TAG: TRAINING_KIND,
+            VIEW_TAG: json.dumps(VIEW_STATE),
+        }
+        if config.description:
+            exp_tags[MLFLOW_RUN_NOTE] = config.description  # the experiment's description
         exp = self.client.get_experiment_by_name(config.name)
         if exp is None:
             exp_id = self.client.create_experiment(
@@ -211,39 +324,43 @@ class StudyStore:
                 artifact_location=f"{self.artifact_root}/{config.name}"
                 if self.artifact_root
                 else None,
-                tags={KIND_TAG: "study"},
+                tags=exp_tags,
             )
         else:
             exp_id = exp.experiment_id
             if exp.lifecycle_stage != "active":
                 self.client.restore_experiment(exp_id)
+            for key, value in exp_tags.items():
+                self.client.set_experiment_tag(exp_id, key, value)
         fits = len(config_yaml) <= MAX_TAG_CHARS
         tags = {STUDY_TAG: config.name} | ({CONFIG_TAG: config_yaml} if fits else {})
+        if config.description:
+            tags[MLFLOW_RUN_NOTE] = config.description
         run = self.client.create_run(exp_id, run_name=config.name, tags=tags)
-        if not fits:
-            self.client.log_text(run.info.run_id, config_yaml, CONFIG_ARTIFACT)
-        params = [
-            Param("seed", str(config.seed)),
-            Param("runner", config.runner.kind),
-            Param(
-                "target_fidelity",
-                f"{config.fidelities.target.model_size}@{config.fidelities.target.tokens:g}",
-            ),
-            Param("max_trials", str(config.budget.max_trials)),
-            Param("max_cost", str(config.budget.max_cost)),
-        ]
-        self.client.log_batch(run.info.run_id, params=params)
+        # The whole file as an artifact: what the UI shows, and what `Study.load` reads when
+        # the config did not fit in a tag.
+        self.client.log_text(run.info.run_id, config_yaml, CONFIG_ARTIFACT)
+        params = study_params(config)
+        for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(run.info.run_id, params=params[i : i + 100])
         # Only now, with its config readable, does the run count as the study (find_study).
         self.client.set_tag(run.info.run_id, KIND_TAG, "study")
         return run.info.run_id
 
-    def delete_study(self, parent_id: str) -> int:
-        """Soft-delete a study's parent and child runs (MLflow can restore them); returns count."""
+    def delete_study(self, parent_id: str, experiment: bool = False) -> int:
+        """Soft-delete a study's parent and child runs (MLflow can restore them), and with
+        `experiment` its experiment too; returns the number of runs."""
         children = self._children(parent_id)
         for run in children:
             self.client.delete_run(run.info.run_id)
         self.client.delete_run(parent_id)
+        if experiment:
+            self.client.delete_experiment(self.client.get_run(parent_id).info.experiment_id)
         return len(children) + 1
+
+    def study_run(self, parent_id: str):  # type: ignore[no-untyped-def]
+        """The parent run (status, latest summary metrics, tags) as MLflow returns it."""
+        return self.client.get_run(parent_id)
 
     def mark_study(self, parent_id: str, running: bool) -> None:
         if running:
@@ -304,6 +421,21 @@ class StudyStore:
             )
         return [records[i] for i in sorted(records)]
 
+    def name_trials(self, parent_id: str, records: list[TrialRecord]) -> int:
+        """Give every trial run its readable name (`run_name`) where it has another (a trial
+        re-run after a crash, or a store written before the names); returns how many."""
+        by_id = {r.run_id: r for r in records}
+        renamed = 0
+        for run in self._children(parent_id):
+            record = by_id.get(run.info.run_id)
+            if record is None:
+                continue
+            name = run_name(record.spec, record.objective)
+            if run.info.run_name != name:
+                self.client.update_run(run.info.run_id, name=name)
+                renamed += 1
+        return renamed
+
     def start_trial(
         self, parent_id: str, spec: TrialSpec, step: str, predicted: tuple[float, float] | None
     ) -> str:
@@ -320,15 +452,17 @@ class StudyStore:
         if predicted is not None:
             tags["predicted_mean"] = f"{predicted[0]:.6g}"
             tags["predicted_sd"] = f"{predicted[1]:.6g}"
-        run = self.client.create_run(exp_id, run_name=f"trial-{spec.index:04d}", tags=tags)
+        run = self.client.create_run(exp_id, run_name=run_name(spec), tags=tags)
         self.log_trial_params(run.info.run_id, spec)
         return run.info.run_id
 
     def log_trial_params(self, run_id: str, spec: TrialSpec) -> None:
-        params = [Param(f"weight.{k}", repr(v)) for k, v in spec.weights.items()]
+        # Rounded for reading in the UI; the exact weights are in the spec tag.
+        params = [Param(f"weight.{k}", f"{v:.4f}") for k, v in spec.weights.items()]
         params += [
             Param("model_size", spec.fidelity.model_size),
             Param("tokens", f"{spec.fidelity.tokens:.0f}"),
+            Param("fidelity", fidelity_name(spec.fidelity)),
             Param("seed", str(spec.seed)),
         ]
         if spec.pool_id is not None:

@@ -92,3 +92,19 @@ def proxy_config(cache: Path, **runner: object) -> dict:
         },
         "optimizer": {"n_initial": 2, "n_candidates": 64},
     }
+
+
+@pytest.fixture(scope="session")
+def finished_pile(tmp_path_factory: pytest.TempPathFactory, _migrated_db: Path) -> str:
+    """The tracking URI of a store holding a finished 6-trial pile-replay study (read-only:
+    tests that change a study make their own)."""
+    from admire import Study
+    from admire.config import parse_config
+
+    store = tmp_path_factory.mktemp("finished") / "mlruns"
+    store.mkdir()
+    shutil.copyfile(_migrated_db, store / "mlflow.db")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    config = pile_config(budget={"max_trials": 6, "max_cost": 20.0}, optimizer={"n_initial": 4})
+    Study.create(parse_config(config), tracking_uri=uri).optimize(progress=False)
+    return uri

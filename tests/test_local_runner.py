@@ -78,6 +78,9 @@ def test_a_study_logs_curves_and_goes_on_past_a_failed_trial(
     assert len(client.get_metric_history(ok.run_id, "train_loss")) > 5
     assert client.get_run(trials[2].run_id).info.status == "FAILED"
     assert study.best() is not None
+    # a proxy study's parent shows the trials' loss curves
+    plots = {a.path for a in client.list_artifacts(study.parent_id, "plots")}
+    assert "plots/loss_curves.png" in plots
 
 
 def test_max_epochs_caps_each_domain_by_its_size(corpus_cache: Path, tracking_uri: str) -> None:

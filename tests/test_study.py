@@ -41,7 +41,7 @@ def test_pool_study_end_to_end_in_mlflow(tracking_uri: str) -> None:
         assert {"model_size", "tokens", "seed", "pool_id"} <= set(run.data.params)
         assert sum(
             float(v) for k, v in run.data.params.items() if k.startswith("weight.")
-        ) == pytest.approx(1, abs=1e-9)
+        ) == pytest.approx(1, abs=1e-3)  # rounded for reading
         assert {"objective", "cost", "loss.pile_cc", "loss.github"} <= set(run.data.metrics)
         assert run.data.tags["generation_step"] in {"sobol", "mf-mes"}
         if run.data.tags["generation_step"] == "mf-mes":
@@ -177,15 +177,16 @@ def test_trial_spec_tag_is_the_source_of_truth(tracking_uri: str) -> None:
     study.optimize(progress=False)
     run = MlflowClient(tracking_uri).get_run(study.trials[0].run_id)
     assert '"pool_id"' in run.data.tags[SPEC_TAG]
-    assert study.trials[0].spec.weights == {
-        k.removeprefix("weight."): float(v)
-        for k, v in run.data.params.items()
-        if k.startswith("weight.")
+    # The params are rounded for reading; the spec tag keeps the exact weights.
+    params = {
+        k.removeprefix("weight."): v for k, v in run.data.params.items() if k.startswith("weight.")
     }
+    assert params == {k: f"{w:.4f}" for k, w in study.trials[0].spec.weights.items()}
 
 
 def test_progress_line_per_trial(tracking_uri: str, capsys: pytest.CaptureFixture[str]) -> None:
     Study.create(small_pile(budget={"max_trials": 2}), tracking_uri=tracking_uri).optimize()
     out = capsys.readouterr().out
-    assert "[pile-replay] trial 1/2 1M" in out and "[pile-replay] trial 2/2" in out
+    assert "[pile-replay] t000 (1 of 2) 1M × 1B tok" in out
+    assert "[pile-replay] t001 (2 of 2)" in out
     assert "recommended mixture at 1B" in out

@@ -161,6 +161,14 @@ class Optimizer(ABC):
     def recommend(self, history: History) -> Recommendation | None:
         """The mixture to train the target model on, given `history` (None: nothing known)."""
 
+    def predict(
+        self, history: History, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Predicted objective (its own direction) and sd of mixtures (n, k) at the target
+        fidelity, for optimisers with a model (None otherwise): what reports use to show the
+        objective's sensitivity to each domain."""
+        return None
+
     # ---- helpers shared by the methods -----------------------------------------------------
     def seed_for(self, history: History, pending: Sequence[TrialSpec] = (), offset: int = 0) -> int:
         """The seed of the next trial (the one the proposal becomes)."""

@@ -268,6 +268,15 @@ class AdmireOptimizer(Optimizer):
         )
         return replace(rec, **self._odds(model, history, target_w[best], coords))
 
+    def predict(
+        self, history: History, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        if not history.completed:
+            return None
+        coords = self.space.fidelities.coords()[self.recommend_index()]
+        pred = predict(self.model(history), np.atleast_2d(weights), coords)
+        return self.space.sign * pred.mean, pred.sd
+
     def _odds(self, model, history: History, pick: np.ndarray, coords: np.ndarray) -> dict:  # type: ignore[no-untyped-def]
         """P(the pick beats the uniform mixture) and P(it beats the best target run observed),
         from the joint posterior at the recommendation's fidelity."""
