@@ -35,7 +35,11 @@ class AxClient(Optimizer):
         from ax import Client, RangeParameterConfig
         from ax.api.configs import DerivedParameterConfig
 
-        logging.getLogger("ax").setLevel(logging.ERROR)
+        # Ax sets its own level on every logger it makes; its per-call INFO lines would bury
+        # a study's output.
+        for name in list(logging.root.manager.loggerDict):
+            if name == "ax" or name.startswith("ax."):
+                logging.getLogger(name).setLevel(logging.ERROR)
         mix = self.space.mixtures
         names = self._names()
         free, last = names[:-1], names[-1]
