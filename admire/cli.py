@@ -130,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--workers", type=int, default=None, help="parallel processes (default: cores)"
     )
+    bench.add_argument(
+        "--concurrent",
+        type=_positive(int),
+        default=1,
+        help="trials in flight per study (proposals made with the others pending)",
+    )
     bench.add_argument("--target", help="CSV problems: target fidelity as SIZE or SIZE:TOKENS")
     bench.add_argument("--objective", action="append", help="CSV problems: metric name/pattern")
     bench.add_argument(
@@ -334,7 +340,15 @@ def _bench(args: argparse.Namespace) -> int:
         if args.problem == "suite":
             rows = run_suite(args.seeds, out, methods, args.workers)
         else:
-            rows = run_bench(args.problem, args.seeds, out, methods, args.workers, byo)
+            rows = run_bench(
+                args.problem,
+                args.seeds,
+                out,
+                methods,
+                args.workers,
+                byo,
+                concurrent=args.concurrent,
+            )
     except (ValueError, ConfigError) as err:
         print(f"admire bench: {err}", file=sys.stderr)
         return 2

@@ -207,7 +207,12 @@ class Budget(_Strict):
         return self
 
 
-class ReplayRunnerConfig(_Strict):
+class _RunnerBase(_Strict):
+    workers: Annotated[int, NO_BOOL, Field(ge=1, le=4096)] | Literal["auto"] = 1
+    """Trials run at once (`auto`: one per visible GPU, else one per `threads` CPU cores)."""
+
+
+class ReplayRunnerConfig(_RunnerBase):
     """Answer trials from a table of released runs (see README, "Run tables").
 
     `table` is `regmix-pile` (shipped) or a path to a CSV. In `pool` mode the optimiser picks
@@ -244,7 +249,7 @@ class TokenizerConfig(_Strict):
     file: str | None = None
 
 
-class ProxyRunnerConfig(_Strict):
+class ProxyRunnerConfig(_RunnerBase):
     """Train a small GPT per trial on the proposed mixture (see README, "Proxy training").
 
     Domains not named in `sources` are read from the embedded corpus under their own name.
@@ -324,7 +329,7 @@ def _known_placeholders(text: str, known: tuple[str, ...]) -> None:
         )
 
 
-class CommandRunnerConfig(_Strict):
+class CommandRunnerConfig(_RunnerBase):
     """Run the user's own training command per trial (see README, "Your own trainer").
 
     `command` is a list of arguments, or one string split like a shell line (`shell: true`
@@ -396,7 +401,7 @@ class CommandRunnerConfig(_Strict):
         return names
 
 
-class RayRunnerConfig(_Strict):
+class RayRunnerConfig(_RunnerBase):
     """Run each trial as a Ray task (see README, "Many trials at once: Ray").
 
     `trial` is the runner each task runs (`proxy` or `command`, configured as on its own);

@@ -13,9 +13,12 @@ models and acquisitions are used directly instead.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -228,6 +231,20 @@ class Study:
         trial has completed)."""
         return self._recommend(self.trials)
 
+    @property
+    def workers(self) -> int:
+        """How many trials run at once: the runner's `workers`; `auto` is one per visible
+        GPU, else one per `threads` CPU cores."""
+        workers = self.config.runner.workers
+        if workers != "auto":
+            return workers
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.device_count()
+        threads = getattr(self.config.trial_runner, "threads", 1)
+        return max(1, (os.cpu_count() or 1) // threads)
+
     def predict(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The optimiser's predicted objective and sd for mixtures (n, domains in the study's
         order) at the target fidelity; None when it has no model or nothing completed yet."""
@@ -241,6 +258,7 @@ class Study:
         *,
         progress: bool = True,
         callback: Callable[[TrialRecord], None] | None = None,
+        workers: int | None = None,
     ) -> Recommendation | None:
         """Run trials until the budget is spent, then return the recommendation.
 
@@ -248,7 +266,9 @@ class Study:
         where it stopped, finishing an interrupted trial first). `max_trials` / `max_cost`
         instead allow that many *more* trials / target-run units in this call, also beyond a
         finished budget, like Optuna's `n_trials`. `callback` is called with each finished
-        trial's record.
+        trial's record. `workers` trials run at once (default: the runner's `workers`); the
+        optimiser proposes each new one knowing those still running, and the cost budget
+        counts them at their expected cost, so it is overshot by at most one trial per worker.
         """
         with _lock(self.store, self.name):
             self.store.mark_study(self.parent_id, running=True)
@@ -260,34 +280,63 @@ class Study:
             else:
                 trial_cap = None if max_trials is None else n0 + max_trials
                 cost_cap = None if max_cost is None else c0 + max_cost
-            while trial_cap is None or len(records) < trial_cap:
-                history = self.history(records)
-                if trial_cap is not None:
-                    history = replace(history, trials_left=trial_cap - len(records))
-                remaining = math.inf if cost_cap is None else cost_cap - self.spent(records)
-                if remaining <= 1e-12:
-                    break
-                start = time.perf_counter()
-                proposals = self.optimizer.propose(history, remaining)
-                self.last_optimizer_seconds = time.perf_counter() - start
-                if not proposals:
-                    break
-                index = history.next_index()
-                spec = self._spec(index, proposals[0])
-                run_id = self.store.start_trial(
-                    self.parent_id, spec, proposals[0].step, proposals[0].predicted
-                )
-                record = self._execute(run_id, spec, proposals[0].step, records)
-                records.append(record)
-                self._after_trial(records, trial_cap, cost_cap, progress)
-                if callback is not None:
-                    callback(record)
+            workers = self.workers if workers is None else workers
+            in_flight: deque[tuple[str, TrialSpec, str, Future[TrialResult]]] = deque()
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                while True:
+                    while len(in_flight) < workers:
+                        started = self._start_next(records, in_flight, trial_cap, cost_cap, pool)
+                        if started is None:
+                            break
+                        in_flight.append(started)
+                    if not in_flight:
+                        break
+                    # Trials are told in the order they were started: with instant runners
+                    # (replay) the study is then the same whatever the threads' timing.
+                    run_id, spec, step, future = in_flight.popleft()
+                    record = self._finish(run_id, spec, step, _result(future), records)
+                    records.append(record)
+                    self._after_trial(records, trial_cap, cost_cap, progress)
+                    if callback is not None:
+                        callback(record)
             report.finish(self, records)
             self.store.mark_study(self.parent_id, running=False)
         rec = self._recommend(records)
         if progress and rec is not None:
             print(rec, file=self._out, flush=True)
         return rec
+
+    def _start_next(
+        self,
+        records: list[TrialRecord],
+        in_flight: deque,  # type: ignore[type-arg]
+        trial_cap: int | None,
+        cost_cap: float | None,
+        pool: ThreadPoolExecutor,
+    ) -> tuple[str, TrialSpec, str, Future[TrialResult]] | None:
+        """Ask the optimiser for the next trial, record it as RUNNING and start it; None when
+        the budget (counting the trials in flight at their expected cost) is spent or the
+        optimiser has nothing more to propose."""
+        pending = [spec for _, spec, _, _ in in_flight]
+        history = self.history(records)
+        if trial_cap is not None:
+            left = trial_cap - len(records) - len(pending)
+            if left <= 0:
+                return None
+            history = replace(history, trials_left=trial_cap - len(records))
+        committed = sum(history.costs[self.fidelities.index(p.fidelity)] for p in pending)
+        remaining = math.inf if cost_cap is None else cost_cap - self.spent(records) - committed
+        if remaining <= 1e-12:
+            return None
+        start = time.perf_counter()
+        proposals = self.optimizer.propose(history, remaining, pending)
+        self.last_optimizer_seconds = time.perf_counter() - start
+        if not proposals:
+            return None
+        spec = self._spec(history.next_index(pending), proposals[0])
+        step = proposals[0].step
+        run_id = self.store.start_trial(self.parent_id, spec, step, proposals[0].predicted)
+        return run_id, spec, step, pool.submit(self._run, run_id, spec)
 
     def resume(
         self, max_trials: int | None = None, max_cost: float | None = None, *, progress: bool = True
@@ -324,13 +373,27 @@ class Study:
     def _execute(
         self, run_id: str, spec: TrialSpec, step: str, records: list[TrialRecord]
     ) -> TrialRecord:
+        return self._finish(run_id, spec, step, self._run(run_id, spec), records)
+
+    def _run(self, run_id: str, spec: TrialSpec) -> TrialResult:
+        """Run one trial (in a worker thread when there are several workers)."""
         tracking = TrialRun(run_id, self.parent_id, _absolute_uri(self.store.uri))
         try:
-            result = self.runner.run(replace(spec, tracking=tracking))
+            return self.runner.run(replace(spec, tracking=tracking))
         except Exception as err:  # a runner bug must not kill the study; the trial fails
-            result = TrialResult(
+            return TrialResult(
                 metrics={}, cost=0.0, failed=True, error=f"{type(err).__name__}: {err}"
             )
+
+    def _finish(
+        self,
+        run_id: str,
+        spec: TrialSpec,
+        step: str,
+        result: TrialResult,
+        records: list[TrialRecord],
+    ) -> TrialRecord:
+        """Check a trial's result, write it to its run and return its record."""
         objective = None
         if not result.failed:
             missing = [m for m in self.metrics if m not in result.metrics]
@@ -408,6 +471,13 @@ class Study:
                 rec = replace(rec, true=self.config.objective.combine(truth, self.metrics))
         self._rec_cache = (key, rec)
         return rec
+
+
+def _result(future: Future[TrialResult]) -> TrialResult:
+    try:
+        return future.result()
+    except Exception as err:  # `_run` catches the runner's errors; this is the thread's own
+        return TrialResult(metrics={}, cost=0.0, failed=True, error=f"{type(err).__name__}: {err}")
 
 
 def _absolute_paths(config: StudyConfig, base: Path | None) -> StudyConfig:

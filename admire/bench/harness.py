@@ -65,9 +65,10 @@ class Trace:
     the method gave no sd."""
 
 
-def run_one(problem: Problem, method: str, seed: int) -> Trace:
+def run_one(problem: Problem, method: str, seed: int, concurrent: int = 1) -> Trace:
     """Run a method on a problem for one seed, through `Study` on a throwaway MLflow store,
-    and score the recommendation standing after every trial."""
+    and score the recommendation standing after every trial. With `concurrent` > 1 that many
+    trials are in flight at once (each proposal made with the others pending)."""
     from admire.study import Study
 
     config = problem.config.model_copy(
@@ -114,7 +115,7 @@ def run_one(problem: Problem, method: str, seed: int) -> Trace:
             fids.append(record.spec.fidelity.model_size)
             secs.append(study.last_optimizer_seconds)
 
-        study.optimize(progress=False, callback=after)
+        study.optimize(progress=False, callback=after, workers=concurrent)
     return Trace(method, seed, costs, flops, regrets, fids, secs, picks, covered)
 
 
@@ -212,8 +213,8 @@ def _mean_finite(xs: list[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def _job(args: tuple[str, dict, str, int]) -> Trace:
-    name, byo, method, seed = args
+def _job(args: tuple[str, dict, str, int, int]) -> Trace:
+    name, byo, method, seed, concurrent = args
     import logging
 
     import torch
@@ -221,7 +222,7 @@ def _job(args: tuple[str, dict, str, int]) -> Trace:
     torch.set_num_threads(1)
     # Each GP method's throwaway store would announce its schema migration.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    return run_one(load_problem(name, **byo), method, seed)
+    return run_one(load_problem(name, **byo), method, seed, concurrent)
 
 
 def run_bench(
@@ -232,6 +233,7 @@ def run_bench(
     workers: int | None = None,
     byo: dict | None = None,
     log=print,  # type: ignore[no-untyped-def]
+    concurrent: int = 1,
 ) -> list[dict]:
     """Run every method for `seeds` seeds, write results.csv, summary.csv and plots to
     `out`, log them to MLflow as a study-comparison run, and return the summary rows."""
@@ -243,7 +245,7 @@ def run_bench(
         raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
     out.mkdir(parents=True, exist_ok=True)
     budget = problem.config.budget.max_cost or math.inf
-    jobs = [(name, byo, m, s) for m in methods for s in range(seeds)]
+    jobs = [(name, byo, m, s, concurrent) for m in methods for s in range(seeds)]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     log(
         f"bench {problem.name}: {len(methods)} methods x {seeds} seeds, budget {budget:g} "

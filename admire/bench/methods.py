@@ -45,7 +45,9 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "admire-ref": ("admire-ref", _reference),
     "admire": ("admire", _base),
     # Ablations of admire: each switches one of its parts on or off.
-    "admire-v0": ("admire", lambda p: {**_base(p), "warm_start": False, "use_curves": False}),
+    "admire-v0": ("admire", lambda p: {**_base(p), "use_curves": False}),
+    "admire-warm": ("admire", lambda p: {**_base(p), "warm_start": True}),
+    "admire-cautious": ("admire", lambda p: {**_base(p), "caution": 1.0}),
     "admire-scaled": ("admire", lambda p: {**_base(p), "fidelity_scaling": True}),
     "admire-trialcost": ("admire", lambda p: {**_base(p), "trial_aware_cost": True}),
     "admire-nocurves": ("admire", lambda p: {**_base(p), "use_curves": False}),

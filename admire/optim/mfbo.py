@@ -41,8 +41,13 @@ class MFBOOptions(Options):
     fidelity_scaling: bool = False
     """Learn the spread of mixture effects per fidelity, a(f) in `surrogate.py` (an ablation,
     off by default: it did not help on the benchmark suite)."""
-    warm_start: bool = True
-    """Start each GP fit from the previous one's hyperparameters (off: from the defaults)."""
+    warm_start: bool = False
+    """Start each GP fit from the previous one's hyperparameters (an ablation, off by
+    default: faster fits, but on the suite they got stuck and the pick wandered)."""
+    caution: Annotated[float, NO_BOOL, Field(ge=0.0)] = 0.0
+    """Recommend the best `mean - caution * sd` at the target rather than the best mean:
+    above 0, a mixture the model is unsure of must be predicted better by that many sds to
+    displace one it knows (0: the posterior-mean argmax)."""
     use_curves: bool = True
     """Use each trial's earlier evaluations (its curve) as observations at their tokens."""
     trial_aware_cost: bool = False
@@ -259,7 +264,7 @@ class AdmireOptimizer(Optimizer):
         coords = self.space.fidelities.coords()[self.recommend_index()]
         model = self.model(history)
         pred = predict(model, target_w, coords)
-        best = int(np.argmax(pred.mean))
+        best = int(np.argmax(pred.mean - self.options.caution * pred.sd))
         rec = self.recommendation_at(
             target_w[best],
             float(pred.mean[best]),
