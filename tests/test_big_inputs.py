@@ -60,14 +60,15 @@ def test_150_domains_keep_their_config_as_an_artifact(tracking_uri: str, tmp_pat
     client = MlflowClient(tracking_uri)
     parent = client.get_run(study.parent_id)
     assert CONFIG_TAG not in parent.data.tags
-    assert [a.path for a in client.list_artifacts(study.parent_id, "admire")] == [CONFIG_ARTIFACT]
+    assert CONFIG_ARTIFACT in [a.path for a in client.list_artifacts(study.parent_id)]
     again = Study.load("wide", tracking_uri=tracking_uri)
     assert again.config == study.config
     trial = again.trials[1]
     tags = client.get_run(trial.run_id).data.tags
     assert int(tags[f"{SPEC_TAG}.parts"]) >= 2  # the spec spans tags, written in one call
     params = client.get_run(trial.run_id).data.params
-    assert trial.spec.weights == {d: float(params[f"weight.{d}"]) for d in domains}
+    # Params are rounded for reading; the spec keeps every digit.
+    assert all(abs(trial.spec.weights[d] - float(params[f"weight.{d}"])) <= 5e-5 for d in domains)
 
 
 def test_a_slashed_domain_name_is_one_cache_folder(tmp_path: Path) -> None:

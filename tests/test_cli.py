@@ -160,10 +160,17 @@ def test_status_of_a_running_then_crashed_study(
         assert client.get_run(r.run_id).info.run_name == run_name(r.spec, r.objective)
 
 
+def _tiny(max_trials: int) -> dict:
+    """The pile study cut to a trial or two (its file's n_initial of 10 would not fit)."""
+    config = pile_config(budget={"max_trials": max_trials, "max_cost": 20.0})
+    config["optimizer"] = {}
+    return config
+
+
 def test_delete_needs_confirmation_then_removes_the_study(
     tracking_uri: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = pile_config(budget={"max_trials": 1})
+    config = _tiny(1)
     Study.create(parse_config(config), tracking_uri=tracking_uri).optimize(progress=False)
     code, _, err = cli(capsys, tracking_uri, "delete", "pile-replay")
     assert code == 2 and "--yes" in err
@@ -181,8 +188,7 @@ def test_live_display_shows_trials_cost_and_pick(tracking_uri: str) -> None:
 
     from admire.console import LiveDisplay
 
-    config = pile_config(budget={"max_trials": 2, "max_cost": 20.0})
-    study = Study.create(parse_config(config), tracking_uri=tracking_uri)
+    study = Study.create(parse_config(_tiny(2)), tracking_uri=tracking_uri)
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=160)
     with LiveDisplay(study, 2, 20.0, console=console) as live:
@@ -195,7 +201,7 @@ def test_live_display_shows_trials_cost_and_pick(tracking_uri: str) -> None:
 def test_load_with_a_custom_runner(tracking_uri: str) -> None:
     from admire.runners import make_runner
 
-    config = parse_config(pile_config(budget={"max_trials": 1}))
+    config = parse_config(_tiny(1))
     Study.create(config, tracking_uri=tracking_uri).optimize(progress=False)
     inner, seen = make_runner(config), []
 
