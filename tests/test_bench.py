@@ -122,13 +122,14 @@ def test_any_run_table_csv_is_a_problem(tmp_path: Path) -> None:
         r for r in rows if r["model_size"] == "1B"
     ]
     keep = list({r["run_id"]: r for r in keep}.values())
-    path = tmp_path / "my_runs.csv"
+    path = tmp_path / "my runs.csv"
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(keep)
     problem = load_problem(str(path), target="1B", objective=["loss.pile_cc"], budget=3.0)
     assert problem.config.fidelities.target.model_size == "1B"
+    assert problem.name == "my-runs"  # a file name with a space makes a valid study name
     assert problem.target_pool is not None and len(problem.target_pool) == 64
     assert len(table.domains) == len(problem.config.domain_names)
     trace = run_one(_small(problem, 3.0, 10), "regression", seed=1)

@@ -8,6 +8,7 @@ nothing. The scorer reads the truth separately, after a method has named its pic
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -264,6 +265,8 @@ def csv_problem(
 ) -> Problem:
     """A bring-your-own-runs problem from any CSV in the run-table schema (README)."""
     table = RunTable.load(str(path))
+    # A study name is an identifier; a file name may have spaces ("my runs.csv").
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-.") or "runs"
     size, _, tokens_text = target.partition(":")
     fids = sorted({(s, float(t)) for s, t in zip(table.model_size, table.tokens, strict=True)})
     if not tokens_text:
@@ -280,7 +283,7 @@ def csv_problem(
         cost = float(np.nanmean(table.cost[rows]))
         params[s] = cost / max(t for m, t in fids if m == s) * 1.0 if math.isfinite(cost) else 1.0
     data = {
-        "name": path.stem,
+        "name": name,
         "domains": list(table.domains),
         "objective": {"metrics": objective, "direction": direction},
         "fidelities": {
@@ -291,7 +294,7 @@ def csv_problem(
         "budget": {"max_trials": max_trials, "max_cost": budget},
         "runner": {"kind": "replay", "table": str(path.resolve()), "mode": mode},
     }
-    return replay_problem(path.stem, parse_config(data, str(path)), table)
+    return replay_problem(name, parse_config(data, str(path)), table)
 
 
 def load_problem(name: str, **byo: object) -> Problem:
