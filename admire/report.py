@@ -11,7 +11,6 @@ and the parent's metric history, so it is the same after a resume.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -215,7 +214,7 @@ def draw(study: Study, records: list[TrialRecord], rec: Recommendation | None) -
         effects = domain_effects(study, rec)
         if effects is not None:
             out["domain_effect"] = figures.domain_effect(effects, study.config.objective.direction)
-    curves = _curves(study, records)
+    curves = _curves(records)
     if curves:
         out["loss_curves"] = figures.loss_curves(curves)
     for name, fig in out.items():
@@ -238,17 +237,13 @@ def domain_effects(
     return {n: float((mean[i + 1] - mean[0]) / step) for i, n in enumerate(names)}
 
 
-def _curves(study: Study, records: list[TrialRecord]) -> dict[str, tuple[str, list]]:
-    out = {}
-    for r in records:
-        points = [
-            (t, study.config.objective.combine(m, study.metrics))
-            for t, m in r.curve
-            if all(k in m and math.isfinite(m[k]) for k in study.metrics)
-        ]
-        if len(points) >= 2:
-            out[trial_name(r.spec.index)] = (fidelity_name(r.spec.fidelity), points)
-    return out
+def _curves(records: list[TrialRecord]) -> dict[str, tuple[str, list]]:
+    # The study computes each trial's objective curve (`TrialRecord.objective_curve`).
+    return {
+        trial_name(r.spec.index): (fidelity_name(r.spec.fidelity), r.objective_curve)
+        for r in records
+        if len(r.objective_curve) >= 2
+    }
 
 
 def _last_per_step(history: list[Metric]) -> dict[int, float]:

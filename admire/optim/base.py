@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -104,7 +104,6 @@ class Recommendation:
     pool_id: str | None = None
     p_better_than_uniform: float | None = None
     p_better_than_best_observed: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
 
     def __str__(self) -> str:
         top = sorted(self.weights.items(), key=lambda kv: -kv[1])

@@ -48,7 +48,20 @@ class AdmireReference(Optimizer):
     def _coords(self, history: History) -> np.ndarray:
         return np.clip(history.costs / history.costs[self.space.fidelities.target_index], 1e-6, 1)
 
+    def __init__(self, space, options=None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(space, options)
+        self._cache: tuple[tuple[int, str], tuple] | None = None  # type: ignore[type-arg]
+
     def _fit(self, history: History):  # type: ignore[no-untyped-def]
+        """The GP refitted from scratch on the completed trials; propose and recommend after
+        the same trial share one fit."""
+        done = history.completed
+        key = (len(done), done[-1].run_id)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._refit(history))
+        return self._cache[1]
+
+    def _refit(self, history: History):  # type: ignore[no-untyped-def]
         from botorch.exceptions import OptimizationWarning
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskMultiFidelityGP
