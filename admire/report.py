@@ -72,7 +72,7 @@ def after_trial(study: Study, records: list[TrialRecord], rec: Recommendation | 
         data = recommendation_dict(study, rec, records)
         client.log_text(study.parent_id, json.dumps(data, indent=2), "recommendation.json")
         client.set_tag(study.parent_id, MLFLOW_RUN_NOTE, _note(study, data))
-    if len(records) % REFRESH_EVERY == 0:
+    if study.figures and len(records) % REFRESH_EVERY == 0:
         draw(study, records, rec)
 
 
@@ -80,7 +80,7 @@ def finish(study: Study, records: list[TrialRecord]) -> None:
     """Once the loop stops: name trials that were re-run after a crash, and redraw the figures
     (the last trials may fall between refreshes)."""
     study.store.name_trials(study.parent_id, records)
-    if records and len(records) % REFRESH_EVERY != 0:
+    if study.figures and records and len(records) % REFRESH_EVERY != 0:
         draw(study, records, study.best())
 
 

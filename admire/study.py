@@ -111,6 +111,9 @@ class Study:
         """The recommendation after the latest finished trial of this process."""
         self.last_optimizer_seconds = 0.0
         """Optimiser time spent on the latest trial: its proposal and the recommendation."""
+        self.figures = True
+        """Redraw the parent run's figures as trials finish (the benchmark, which keeps no
+        store, turns this off: drawing costs more than a replayed trial)."""
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod

@@ -35,6 +35,14 @@ def _reference(problem: Problem) -> dict:
     return {} if n is None else {"n_candidates": n}
 
 
+V0 = {
+    "acquisition": "mf-mes",
+    "fidelity_scaling": False,
+    "informative_fidelity_prior": False,
+    "use_curves": False,
+}
+"""admire as it was before the knowledge gradient (0.2): the ablation of everything since."""
+
 METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "random": ("random", lambda p: {}),
     "regression": ("regression", _regression),
@@ -45,10 +53,15 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "admire-ref": ("admire-ref", _reference),
     "admire": ("admire", _base),
     # Ablations of admire: each switches one of its parts on or off.
-    "admire-v0": ("admire", lambda p: {**_base(p), "use_curves": False}),
+    "admire-v0": ("admire", lambda p: {**_base(p), **V0}),
+    "admire-botorchprior": (
+        "admire",
+        lambda p: {**_base(p), "informative_fidelity_prior": False},
+    ),
+    "admire-mes": ("admire", lambda p: {**_base(p), "acquisition": "mf-mes"}),
     "admire-warm": ("admire", lambda p: {**_base(p), "warm_start": True}),
     "admire-cautious": ("admire", lambda p: {**_base(p), "caution": 1.0}),
-    "admire-scaled": ("admire", lambda p: {**_base(p), "fidelity_scaling": True}),
+    "admire-unscaled": ("admire", lambda p: {**_base(p), "fidelity_scaling": False}),
     "admire-trialcost": ("admire", lambda p: {**_base(p), "trial_aware_cost": True}),
     "admire-nocurves": ("admire", lambda p: {**_base(p), "use_curves": False}),
 }

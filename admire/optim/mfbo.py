@@ -23,7 +23,7 @@ import torch
 from pydantic import Field
 
 from admire.config import NO_BOOL, Fidelity
-from admire.optim.acquisition import mf_mes_scores, predict
+from admire.optim.acquisition import mf_kg_scores, mf_mes_scores, predict
 from admire.optim.base import History, Optimizer, Options, Proposal, Recommendation
 from admire.optim.candidates import target_candidates
 from admire.optim.surrogate import encode, fit_surrogate, hyperparameters
@@ -34,13 +34,20 @@ class MFBOOptions(Options):
     """Settings of admire's multi-fidelity BO; the defaults suit most studies."""
 
     n_initial: Annotated[int, NO_BOOL, Field(ge=2)] = 10
-    acquisition: Literal["mf-mes"] = "mf-mes"
+    acquisition: Literal["mf-kg", "mf-mes"] = "mf-kg"
+    """`mf-kg`: the knowledge gradient about the best target mixture per unit price;
+    `mf-mes`: max-value entropy search per unit cost (an ablation: it spends the budget at the
+    target as soon as the initial design is done, see `acquisition.py`)."""
     n_candidates: Annotated[int, NO_BOOL, Field(ge=16, le=100_000)] = 1024
     fixed_cost: Annotated[float, NO_BOOL, Field(ge=0.0)] = 0.0
     """Overhead charged to every trial in the acquisition's cost (target-run units)."""
-    fidelity_scaling: bool = False
-    """Learn the spread of mixture effects per fidelity, a(f) in `surrogate.py` (an ablation,
-    off by default: it did not help on the benchmark suite)."""
+    fidelity_scaling: bool = True
+    """Learn the spread of mixture effects, and of the noise, per fidelity: a(f) in
+    `surrogate.py` (off: one amplitude and one noise level for every fidelity)."""
+    informative_fidelity_prior: bool = True
+    """Expect a cheap fidelity to rank mixtures much like the target until the data say
+    otherwise (off: BoTorch's dimension-scaled prior, under which a study with runs at one
+    fidelity only takes every other fidelity to be unrelated; an ablation)."""
     warm_start: bool = False
     """Start each GP fit from the previous one's hyperparameters (an ablation, off by
     default: faster fits, but on the suite they got stuck and the pick wandered)."""
@@ -88,7 +95,13 @@ class AdmireOptimizer(Optimizer):
         warm = self._warm if self.options.warm_start else None
         with torch.random.fork_rng():
             torch.manual_seed(self.space.seed)
-            model = fit_surrogate(encode(w, f), y, scaled=self.options.fidelity_scaling, warm=warm)
+            model = fit_surrogate(
+                encode(w, f),
+                y,
+                scaled=self.options.fidelity_scaling,
+                informative=self.options.informative_fidelity_prior,
+                warm=warm,
+            )
         self._model_cache = (key, model)
         self._warm = hyperparameters(model)
         return model
@@ -231,14 +244,19 @@ class AdmireOptimizer(Optimizer):
             if len(cand_w) == 0:
                 return None
         costs = self._prices(history, remaining, len(pending))
-        scores = mf_mes_scores(
-            model, cand_w, cand_f, coords, costs, self.recommend_index(), target_w, seed
-        )
+        if self.options.acquisition == "mf-kg":
+            scores = mf_kg_scores(
+                model, cand_w, cand_f, coords, costs, self.recommend_index(), target_w
+            )
+        else:
+            scores = mf_mes_scores(
+                model, cand_w, cand_f, coords, costs, self.recommend_index(), target_w, seed
+            )
         best = int(np.argmax(scores))
         pred = predict(model, cand_w[best : best + 1], coords[int(cand_f[best])])
         predicted = (self.space.sign * float(pred.mean[0]), float(pred.sd[0]))
         fid = fids.fidelities[int(cand_f[best])]
-        return Proposal(cand_w[best], fid, ids[best], "mf-mes", predicted)
+        return Proposal(cand_w[best], fid, ids[best], self.options.acquisition, predicted)
 
     def _prices(self, history: History, remaining: float, n_pending: int) -> np.ndarray:
         """What a trial at each fidelity costs the acquisition.

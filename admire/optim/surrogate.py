@@ -6,12 +6,16 @@ tokens, scaled to [0, 1]). The kernel is
     s1 * a(f) a(f') * k_mix(w, w') * k_fid(f, f')  +  s2 * k_bias(f, f')
 
 - k_fid learns how *faithful* a cheap fidelity is: the correlation of mixture effects between
-  two fidelities (1 = the same ranking of mixtures, 0 = unrelated).
+  two fidelities (1 = the same ranking of mixtures, 0 = unrelated). Its prior expects cheap
+  runs to be informative (a correlation of about 0.8 across the whole grid at the prior's
+  mode) until runs at two fidelities say how much: with BoTorch's generic prior a study
+  whose runs all sit at the cheapest fidelity took the target to be unrelated to them.
 - a(f) = exp(slope . f) learns how *scaled* it is: the spread of the mixture effect at each
   fidelity. Loss differences between mixtures shrink with scale (on RegMix the spread is
   0.31 nats at 1M and 0.05 at 1B); with one amplitude for all fidelities the GP can only
   explain that by calling the fidelities unrelated, and the target posterior then ignores
-  cheap evidence that was right. Together this is the autoregressive (co-kriging) structure
+  cheap evidence that was right. The observation noise scales with a(f) too (`ScaledNoise`):
+  a cheap run's noise would otherwise swamp the target's small differences. Together this is the autoregressive (co-kriging) structure
   f_target = rho * (a_target / a_cheap) * f_cheap + delta, with rho and the scales learned.
 - k_bias absorbs the large per-fidelity offsets in loss (a 1M model's loss is nats above a
   1B model's) with an honest uncertainty where a fidelity has not been run yet.
@@ -24,6 +28,7 @@ does for a model, and more than moving a large domain from 40% to 42%.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -31,14 +36,22 @@ from botorch.exceptions import OptimizationWarning
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms import Standardize
-from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
-from gpytorch.kernels import Kernel, ScaleKernel
+from botorch.models.utils.gpytorch_modules import (
+    get_covar_module_with_dim_scaled_prior,
+    get_gaussian_likelihood_with_lognormal_prior,
+)
+from gpytorch.kernels import Kernel, RBFKernel, ScaleKernel
+from gpytorch.likelihoods import GaussianLikelihood
+from gpytorch.likelihoods.noise_models import HomoskedasticNoise
 from gpytorch.mlls import ExactMarginalLogLikelihood
-from gpytorch.priors import NormalPrior
+from gpytorch.priors import LogNormalPrior, NormalPrior
 from linear_operator import to_dense
+from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
 N_FIDELITY_DIMS = 2
+FIDELITY_LENGTHSCALE_MODE = 2.0
+FIDELITY_PRIOR_SCALE = 0.75
 # From scratch, L-BFGS spends most of its steps polishing the last digits of the marginal
 # likelihood; warm-started from the previous trial's fit it needs far fewer.
 FIT_MAXITER = 150
@@ -74,28 +87,73 @@ class FidelityScaled(Kernel):
         return k * a1.unsqueeze(-1) * a2.unsqueeze(-2)
 
 
+class ScaledNoise(HomoskedasticNoise):
+    """Observation noise that scales with the fidelity's amplitude, a(f)^2 * noise: a seed's
+    effect on the loss shrinks with scale as the mixture's does, so one noise level for all
+    fidelities would drown the target's small differences in the cheap runs' noise."""
+
+    def __init__(self, scaled: FidelityScaled, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(**kwargs)
+        # Not a submodule: the kernel owns the amplitude's parameters.
+        object.__setattr__(self, "_scaled", scaled)
+
+    def forward(self, *params, shape=None, **kwargs) -> DiagLinearOperator:  # type: ignore[no-untyped-def]
+        base = super().forward(*params, shape=shape, **kwargs)
+        if "noise" in kwargs or not params:
+            return base
+        x = params[0] if torch.is_tensor(params[0]) else params[0][0]
+        amp = self._scaled._amplitude(x)
+        return DiagLinearOperator(base.diagonal() * amp.expand(base.diagonal().shape) ** 2)
+
+
+def _scaled_likelihood(scaled: FidelityScaled) -> GaussianLikelihood:
+    """BoTorch's default likelihood (its noise prior and floor), its noise scaled by a(f)^2."""
+    likelihood = get_gaussian_likelihood_with_lognormal_prior()
+    old = likelihood.noise_covar
+    likelihood.noise_covar = ScaledNoise(
+        scaled, noise_prior=old.noise_prior, noise_constraint=old.raw_noise_constraint
+    )
+    likelihood.noise_covar.noise = old.noise.detach()
+    return likelihood
+
+
 def fit_surrogate(
     train_x: Tensor,
     train_y: Tensor,
     *,
     scaled: bool = True,
+    informative: bool = True,
     warm: dict[str, Tensor] | None = None,
 ) -> SingleTaskGP:
     """Fit the multi-fidelity GP to encoded inputs (n, k + 2) and outcomes (n, 1) (maximised).
 
-    `scaled=False` drops a(f) (one amplitude for every fidelity; an ablation). `warm` is the
+    `scaled=False` drops a(f) (one amplitude for every fidelity; an ablation);
+    `informative=False` gives the fidelity kernel BoTorch's dimension-scaled prior instead of
+    one that expects cheap fidelities to be informative (an ablation). `warm` is the
     state of a previous fit of the same structure to start the optimisation from."""
     k = train_x.shape[-1] - N_FIDELITY_DIMS
     mix_dims = list(range(k))
     fid_dims = [k, k + 1]
     k_mix = get_covar_module_with_dim_scaled_prior(ard_num_dims=k, active_dims=mix_dims)
-    k_fid = get_covar_module_with_dim_scaled_prior(ard_num_dims=2, active_dims=fid_dims)
+    k_fid = (
+        _fidelity_kernel(fid_dims)
+        if informative
+        else get_covar_module_with_dim_scaled_prior(ard_num_dims=2, active_dims=fid_dims)
+    )
     k_bias = get_covar_module_with_dim_scaled_prior(ard_num_dims=2, active_dims=fid_dims)
     signal: Kernel = k_mix * k_fid
+    likelihood = None
     if scaled:
         signal = FidelityScaled(signal, fid_dims)
+        likelihood = _scaled_likelihood(signal)
     covar = ScaleKernel(signal) + ScaleKernel(k_bias)
-    model = SingleTaskGP(train_x, train_y, covar_module=covar, outcome_transform=Standardize(m=1))
+    model = SingleTaskGP(
+        train_x,
+        train_y,
+        covar_module=covar,
+        likelihood=likelihood,
+        outcome_transform=Standardize(m=1),
+    )
     maxiter = FIT_MAXITER
     if warm is not None:
         try:
@@ -109,6 +167,21 @@ def fit_surrogate(
         fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
     model.eval()
     return model
+
+
+def _fidelity_kernel(fid_dims: list[int]) -> Kernel:
+    """RBF over the fidelity coordinates whose prior says a cheap fidelity is informative:
+    at the mode, mixture effects at the two ends of the grid correlate at about 0.8.
+
+    BoTorch's dimension-scaled prior is made for inputs whose relevance is unknown; its mode
+    (0.29 for two dimensions) is where the fit starts, and a study whose trials all sit at
+    the cheapest fidelity has no data that could move it: the target then seemed unrelated to
+    every cheap run, and the acquisitions spent the budget at the target."""
+    mode = FIDELITY_LENGTHSCALE_MODE
+    prior = LogNormalPrior(math.log(mode) + FIDELITY_PRIOR_SCALE**2, FIDELITY_PRIOR_SCALE)
+    kernel = RBFKernel(ard_num_dims=len(fid_dims), active_dims=fid_dims, lengthscale_prior=prior)
+    kernel.lengthscale = torch.full_like(kernel.lengthscale, mode)
+    return kernel
 
 
 def hyperparameters(model: SingleTaskGP) -> dict[str, Tensor]:
