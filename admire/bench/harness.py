@@ -197,7 +197,9 @@ def summarise(
                 f"regret_at_{b}": float(np.median([regret_at(t, b, uninformed) for t in ts]))
                 for b in REGRET_BUDGETS
             },
-            "cost_to_best_stable_median": float(np.median([_stable_cost(t, budget, tol) for t in ts])),
+            "cost_to_best_stable_median": float(
+                np.median([_stable_cost(t, budget, tol) for t in ts])
+            ),
             "final_regret_median": float(
                 np.median([t.regrets[-1] if t.regrets else uninformed for t in ts])
             ),

@@ -40,6 +40,7 @@ V0 = {
     "fidelity_scaling": False,
     "informative_fidelity_prior": False,
     "use_curves": False,
+    "trial_aware_cost": False,
 }
 """admire as it was before the knowledge gradient (0.2): the ablation of everything since."""
 
@@ -62,7 +63,7 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "admire-warm": ("admire", lambda p: {**_base(p), "warm_start": True}),
     "admire-cautious": ("admire", lambda p: {**_base(p), "caution": 1.0}),
     "admire-unscaled": ("admire", lambda p: {**_base(p), "fidelity_scaling": False}),
-    "admire-trialcost": ("admire", lambda p: {**_base(p), "trial_aware_cost": True}),
+    "admire-costonly": ("admire", lambda p: {**_base(p), "trial_aware_cost": False}),
     "admire-nocurves": ("admire", lambda p: {**_base(p), "use_curves": False}),
 }
 

@@ -57,10 +57,11 @@ class MFBOOptions(Options):
     displace one it knows (0: the posterior-mean argmax)."""
     use_curves: bool = True
     """Use each trial's earlier evaluations (its curve) as observations at their tokens."""
-    trial_aware_cost: bool = False
+    trial_aware_cost: bool = True
     """Price a trial by the scarcer of the two budgets it spends: its cost over the cost
-    left, or one trial over the trials left (an ablation, off by default: it did not help on
-    the benchmark suite)."""
+    left, or one trial over the trials left (off: by cost alone, so that under a trial cap
+    a 0.001-unit run looks a thousand times cheaper than a target run and the study never
+    checks its cheap picks at the target)."""
 
 
 class AdmireOptimizer(Optimizer):

@@ -15,12 +15,13 @@ tokens, scaled to [0, 1]). The kernel is
   0.31 nats at 1M and 0.05 at 1B); with one amplitude for all fidelities the GP can only
   explain that by calling the fidelities unrelated, and the target posterior then ignores
   cheap evidence that was right. The observation noise scales with a(f) too (`ScaledNoise`):
-  a cheap run's noise would otherwise swamp the target's small differences. Together this is the autoregressive (co-kriging) structure
+  a cheap run's noise would otherwise swamp the target's small differences. Together this is
+  the autoregressive (co-kriging) structure
   f_target = rho * (a_target / a_cheap) * f_cheap + delta, with rho and the scales learned.
 - k_bias absorbs the large per-fidelity offsets in loss (a 1M model's loss is nats above a
   1B model's) with an honest uncertainty where a fidelity has not been run yet.
 
-Mixture and fidelity kernels use BoTorch's dimension-scaled lengthscale priors, so 3 or 30
+The mixture kernel uses BoTorch's dimension-scaled lengthscale prior, so 3 or 30
 domains need no retuning. Mixtures enter as square roots of the weights: the simplex maps
 onto the sphere (Hellinger geometry), where moving a domain from 0% to 2% counts as much as it
 does for a model, and more than moving a large domain from 40% to 42%.
