@@ -17,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,corpus,ray]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,corpus,ray,data]'
 	@touch $(STAMP)
 
 # Chromium and its driver for the real-browser test (tests/test_browser.py), from Debian's own

@@ -190,12 +190,13 @@ def _optimize(study: Study, max_trials: int | None, max_cost: float | None) -> i
         study.optimize(max_trials, max_cost)
         return 0
     from admire.console import LiveDisplay
+    from admire.trial import budget_trials
 
     records = study.trials
     if max_trials is None and max_cost is None:
         trial_cap, cost_cap = study.config.budget.max_trials, study.config.budget.max_cost
     else:
-        trial_cap = None if max_trials is None else len(records) + max_trials
+        trial_cap = None if max_trials is None else budget_trials(records) + max_trials
         cost_cap = None if max_cost is None else study.spent(records) + max_cost
     with LiveDisplay(study, trial_cap, cost_cap) as live:
         rec = study.optimize(max_trials, max_cost, progress=False, callback=live.on_trial)

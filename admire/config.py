@@ -226,12 +226,19 @@ class ReplayRunnerConfig(_RunnerBase):
 
 
 class DomainSource(_Strict):
-    """Where one domain's documents come from: a `builtin` domain of the embedded corpus, or a
-    `path` to a folder of `.txt`/`.md` files or a `.jsonl` file (its `text_field` per line)."""
+    """Where one domain's data come from: a `builtin` domain of the embedded corpus, or a
+    `path` to text (a folder of `.txt`/`.md` files, a `.jsonl` file, a Hugging Face dataset
+    folder written by `save_to_disk`, a `.parquet` file or a folder of them; the text is in
+    `text_field`) or to tokens already made (a nanoGPT-style `.bin` file of `dtype`, a `.npy`
+    array, or a folder holding `train.bin`/`val.bin` or `train.npy`/`val.npy`), used as they
+    are. `split` picks the split of a saved `DatasetDict`."""
 
     builtin: str | None = None
     path: str | None = None
     text_field: str = "text"
+    dtype: Literal["uint16", "uint32"] = "uint16"
+    """Token ids' type in a `.bin` file (nanoGPT writes uint16); `.npy` files carry theirs."""
+    split: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DomainSource:
@@ -242,9 +249,12 @@ class DomainSource(_Strict):
 
 class TokenizerConfig(_Strict):
     """Byte-level BPE trained on a sample of every domain (`sample_mb` per domain), or the
-    tokenizer JSON `file` the user names (a `tokenizers` file; nothing is downloaded)."""
+    tokenizer JSON `file` the user names (a `tokenizers` file; nothing is downloaded). A study
+    that mixes pre-tokenised and text domains needs the `file` its tokens were made with."""
 
-    vocab_size: Annotated[int, NO_BOOL, Field(ge=260, le=65_535)] = 2048
+    vocab_size: Annotated[int, NO_BOOL, Field(ge=260, le=1 << 20)] = 2048
+    """The BPE's vocabulary; with only pre-tokenised domains and no `file`, the vocabulary
+    size of their tokens (ids must be below it)."""
     sample_mb: Annotated[float, NO_BOOL, Field(gt=0)] = 1.0
     file: str | None = None
 

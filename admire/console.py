@@ -18,6 +18,7 @@ from admire.tracking import (
     trial_name,
     ui_url,
 )
+from admire.trial import budget_trials
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,9 +65,11 @@ def status_text(study: Study) -> str:
         + (f": {study.config.description}" if study.config.description else "")
     ]
     lines.append(f"  state:    {state}")
+    n_attached = len(records) - budget_trials(records)
+    attached = f", {n_attached} of them attached runs, not in the budget" if n_attached else ""
     lines.append(
-        f"  trials:   {len(records)}{of_trials} ({counts[COMPLETED]} completed, "
-        f"{counts[FAILED]} failed, {counts[RUNNING]} running)"
+        f"  trials:   {budget_trials(records)}{of_trials} ({counts[COMPLETED]} completed, "
+        f"{counts[FAILED]} failed, {counts[RUNNING]} running{attached})"
     )
     if by_fid:
         lines.append("            " + ", ".join(f"{n} at {f}" for f, n in by_fid.items()))
@@ -188,7 +191,7 @@ class LiveDisplay:
         pick += "" if rec is None else _mix(rec.weights, top=3)
         self.progress.update(
             self.task,
-            completed=len(records),
+            completed=budget_trials(records),
             description=f"{self.study.name} {trial_name(record.spec.index)}",
             cost=f"cost {spent:.3g}{of}",
             pick=pick,

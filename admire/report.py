@@ -31,6 +31,7 @@ from admire.tracking import (
     run_name,
     trial_name,
 )
+from admire.trial import budget_trials
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,7 +137,7 @@ def trial_line(
 ) -> str:
     """The console line printed after a trial; it names the trial as its MLflow run does."""
     last = records[-1]
-    n = f" ({len(records)} of {trial_cap})" if trial_cap else ""
+    n = f" ({budget_trials(records)} of {trial_cap})" if trial_cap else ""
     budget = f" of {cost_cap:.3g}" if cost_cap is not None else ""
     result = (
         f"{last.objective:.4f}" if last.objective is not None else f"FAILED ({last.error[:60]})"

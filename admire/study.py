@@ -22,12 +22,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 from filelock import Timeout
 
 from admire import report
+from admire.attach import check_runs, runs_from_table
 from admire.config import (
     CommandRunnerConfig,
     ConfigError,
@@ -44,6 +45,7 @@ from admire.runners.replay import BUILTIN_TABLES
 from admire.space import FidelitySpace, MixtureSpace
 from admire.tracking import StudyStore, lock_for, trial_name
 from admire.trial import (
+    ATTACHED,
     COMPLETED,
     FAILED,
     RUNNING,
@@ -51,6 +53,7 @@ from admire.trial import (
     TrialResult,
     TrialRun,
     TrialSpec,
+    budget_trials,
     trial_seed,
 )
 
@@ -224,10 +227,10 @@ class Study:
         return History(records, self._cost_model(records).relative())
 
     def spent(self, records: list[TrialRecord] | None = None) -> float:
-        """Cost spent so far, in target-run units."""
+        """Cost spent so far, in target-run units (attached runs were paid for elsewhere)."""
         records = self.trials if records is None else records
         costs = self._cost_model(records)
-        return sum(costs.to_units(r.raw_cost) for r in records)
+        return sum(costs.to_units(r.raw_cost) for r in records if not r.attached)
 
     def best(self) -> Recommendation | None:
         """The optimiser's recommended mixture for the target fidelity (None before any
@@ -277,7 +280,7 @@ class Study:
             self.store.mark_study(self.parent_id, running=True)
             records = self.trials
             records = self._finish_interrupted(records, progress)
-            n0, c0 = len(records), self.spent(records)
+            n0, c0 = budget_trials(records), self.spent(records)
             if max_trials is None and max_cost is None:
                 trial_cap, cost_cap = self.config.budget.max_trials, self.config.budget.max_cost
             else:
@@ -323,10 +326,10 @@ class Study:
         pending = [spec for _, spec, _, _ in in_flight]
         history = self.history(records)
         if trial_cap is not None:
-            left = trial_cap - len(records) - len(pending)
-            if left <= 0:
+            done = budget_trials(records)
+            if trial_cap - done - len(pending) <= 0:
                 return None
-            history = replace(history, trials_left=trial_cap - len(records))
+            history = replace(history, trials_left=trial_cap - done)
         committed = sum(history.costs[self.fidelities.index(p.fidelity)] for p in pending)
         remaining = math.inf if cost_cap is None else cost_cap - self.spent(records) - committed
         if remaining <= 1e-12:
@@ -348,6 +351,71 @@ class Study:
         `max_trials`/`max_cost`, for that many more trials/cost units."""
         return self.optimize(max_trials, max_cost, progress=progress)
 
+    def attach(self, runs: str | Path | list[dict[str, Any]]) -> list[TrialRecord]:
+        """Add existing runs to the study as completed trials (a warm start): a run-table CSV
+        (README, "Run tables"; `regmix-pile` works too) or a list of mappings
+        `{weights: {domain: w}, model_size, tokens, metrics: {name: value}, cost, run_id}`
+        (`cost` in the runner's unit and `run_id` optional; a domain left out has weight 0).
+
+        Every run is checked first: an unknown domain, weights that do not sum to 1, a
+        (model_size, tokens) that is not a fidelity of the study or a missing objective metric
+        is a ValueError naming the run and the field, and nothing is written. Each run then
+        becomes a COMPLETED trial in MLflow (`generation_step` `attached`, tag
+        `info.attached_from`) that the optimiser, `best()` and `resume` see like any other;
+        attached runs do not count against the budget (`max_trials`, `max_cost`). In pool mode a
+        run that is one of the pool's rows takes that row, so it is not proposed again.
+
+        >>> import tempfile
+        >>> uri = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
+        >>> study = Study.create("studies/pile-replay.yaml", tracking_uri=uri)
+        >>> uniform = {d: 1 / len(study.mixtures.names) for d in study.mixtures.names}
+        >>> run = {"weights": uniform, "model_size": "1M", "tokens": 1e9,
+        ...        "metrics": {m: 4.0 for m in study.metrics}, "cost": 0.001}
+        >>> [(r.spec.index, r.state, r.step) for r in study.attach([run])]
+        [(0, 'COMPLETED', 'attached')]
+        >>> study.attach([{**run, "weights": {"arxiv": 0.5, "reddit": 0.5}}])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        admire.config.ConfigError: runs[0].weights: unknown domain 'reddit'; ...
+        >>> _ = study.optimize(max_trials=2, progress=False)
+        >>> [r.step for r in study.trials], study.spent() < 0.01
+        (['attached', 'sobol', 'sobol'], True)
+        """
+        if isinstance(runs, str | Path):
+            labelled = runs_from_table(runs)
+        else:
+            labelled = [(f"runs[{i}]", run) for i, run in enumerate(runs)]
+        checked = check_runs(
+            labelled, self.mixtures.names, list(self.fidelities.fidelities), self.metrics
+        )
+        out: list[TrialRecord] = []
+        with _lock(self.store, self.name):
+            records = self.trials
+            pool = self.runner.pool() or []
+            for run in checked:
+                history = self.history(records)
+                used = history.used_pool_ids()
+                weights = np.array([run.weights[d] for d in self.mixtures.names])
+                pool_id = next(
+                    (
+                        p.pool_id
+                        for p in pool
+                        if p.fidelity == run.fidelity
+                        and p.pool_id not in used
+                        and np.abs(p.weights - weights).max() < 1e-9
+                    ),
+                    None,
+                )
+                index = history.next_index()
+                # The seed the run was trained with is not known: -1 says so.
+                spec = TrialSpec(index, run.weights, run.fidelity, -1, pool_id)
+                run_id = self.store.start_trial(self.parent_id, spec, ATTACHED, None)
+                result = TrialResult(metrics=run.metrics, cost=run.cost, info=run.info)
+                record = self._finish(run_id, spec, ATTACHED, result, records)
+                records.append(record)
+                out.append(record)
+        return out
+
     def _spec(self, index: int, proposal: Proposal) -> TrialSpec:
         """The trial a proposal becomes; an optimiser's infeasible mixture is refused here."""
         self.mixtures.check(proposal.weights)
@@ -360,6 +428,11 @@ class Study:
         for r in records:
             if r.state != RUNNING and not r.closed:
                 self.store.close_trial(r)
+            if r.state == RUNNING and r.attached:
+                # An attach that crashed before the run's results were written: the run is
+                # not a trial the study can run; it goes (soft-deleted) and can be attached again.
+                self.store.client.delete_run(r.run_id)
+                continue
             if r.state == RUNNING:
                 if progress:
                     print(

@@ -16,6 +16,9 @@ import numpy as np
 from admire.config import Fidelity
 
 RUNNING, COMPLETED, FAILED = "RUNNING", "COMPLETED", "FAILED"
+ATTACHED = "attached"
+"""The generation step of a trial that was not run by the study but attached to it
+(`Study.attach`): an observation it did not pay for."""
 OBJECTIVE = "objective"
 COST = "cost"
 
@@ -94,6 +97,17 @@ class TrialRecord:
     @property
     def raw_cost(self) -> float:
         return self.metrics.get(COST + ".raw", 0.0)
+
+    @property
+    def attached(self) -> bool:
+        """An existing run added by `Study.attach`: it informs the optimiser but is not part
+        of the study's budget."""
+        return self.step == ATTACHED
+
+
+def budget_trials(records: list[TrialRecord]) -> int:
+    """How many of the records count against `budget.max_trials` (attached runs do not)."""
+    return sum(not r.attached for r in records)
 
 
 def trial_seed(study_seed: int, index: int) -> int:

@@ -37,7 +37,7 @@ def main() -> None:
     cache = os.environ.get("ADMIRE_CACHE") or os.path.join(tempfile.gettempdir(), "admire-bench")
     config = ProxyRunnerConfig(kind="proxy", max_mb_per_domain=1.0, cache_dir=cache)
     corpus = prepare_corpus(config, DOMAINS, log=lambda _: None)
-    domains = {n: {"folder": str(d.folder), "dtype": d.dtype} for n, d in corpus.domains.items()}
+    domains = {n: d.job_spec() for n, d in corpus.domains.items()}
     device = torch.cuda.get_device_name() if cuda else "CPU, 1 thread"
     print(
         f"proxy training throughput on {device} (batch {batch} x {seq}, vocab {corpus.vocab_size})"

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -377,7 +378,114 @@ COMMAND_LINE = [
     ),
 ]
 
-CATALOGUE = STUDY_FILES + RUN_TABLES + DOMAINS + COMMAND_LINE
+
+def _ids(folder: Path, name: str, ids: np.ndarray) -> Path:
+    path = folder / name
+    if name.endswith(".npy"):
+        np.save(path, ids)
+    else:
+        ids.tofile(path)
+    return path
+
+
+def _tokens(build: Callable[[Path], Path]) -> Callable[[Path], list[str]]:
+    """A study of two pre-tokenised domains (vocabulary 512): a good `code` and `build`'s `web`."""
+
+    def make(folder: Path) -> list[str]:
+        code = _ids(folder, "code.npy", (np.arange(4000) % 500).astype(np.uint16))
+        sources = {"code": str(code), "web": str(build(folder))}
+        return _proxy(folder, sources=sources, tokenizer={"vocab_size": 512})
+
+    return make
+
+
+GOOD_IDS = (np.arange(4000) % 500).astype(np.uint16)
+
+
+def _hf(data: object) -> Callable[[Path], Path]:
+    def build(folder: Path) -> Path:
+        data.save_to_disk(str(folder / "web"))  # type: ignore[attr-defined]
+        return folder / "web"
+
+    return build
+
+
+def _parquet(folder: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"body": ["one page", "another page"]}), folder / "web.parquet")
+    return folder / "web.parquet"
+
+
+def _hf_data() -> tuple[object, object]:
+    import datasets
+
+    datasets.disable_progress_bars()  # saving the test's data would print to stderr
+    one = datasets.Dataset.from_dict({"body": ["one page", "another page"]})
+    return one, datasets.DatasetDict({"train": one, "test": one})
+
+
+HF_ONE, HF_DICT = _hf_data()
+
+FORMATS = [
+    Case(
+        "tokens-id-above-vocabulary",
+        _tokens(lambda f: _ids(f, "web.bin", np.arange(4000, dtype=np.uint16) % 600)),
+        ("runner.sources.web", "web.bin", "token id 599", "vocabulary size 512"),
+    ),
+    Case(
+        "tokens-bin-odd-bytes",
+        _tokens(lambda f: _ids(f, "web.bin", np.zeros(4001, dtype=np.uint8))),
+        ("runner.sources.web", "4001 bytes", "uint16"),
+    ),
+    Case(
+        "tokens-npy-2d",
+        _tokens(lambda f: _ids(f, "web.npy", GOOD_IDS.reshape(40, 100))),
+        ("runner.sources.web", "a 2-D array", "1-D array of integers"),
+    ),
+    Case(
+        "tokens-npy-floats",
+        _tokens(lambda f: _ids(f, "web.npy", GOOD_IDS.astype(np.float32))),
+        ("runner.sources.web", "float32", "integers"),
+    ),
+    Case(
+        "tokens-folder-without-val",
+        _tokens(lambda f: _ids(f, "train.bin", GOOD_IDS).parent),
+        ("runner.sources.web", "no val.bin"),
+    ),
+    Case(
+        "tokens-too-few",
+        _tokens(lambda f: _ids(f, "web.bin", GOOD_IDS[:100])),
+        ("runner.sources.web", "fewer than one window"),
+    ),
+    Case(
+        "tokens-and-text-without-tokenizer-file",
+        _source(lambda f: _ids(f, "web.npy", GOOD_IDS)),
+        ("runner.tokenizer.file", "['web'] are token ids", "['code'] are text"),
+    ),
+    Case(
+        "parquet-without-text-column",
+        _source(_parquet),
+        ("runner.sources.web", "web.parquet", "no column 'text'", "body"),
+    ),
+    Case(
+        "parquet-not-parquet",
+        _source(lambda f: _ids(f, "web.parquet", GOOD_IDS)),
+        ("runner.sources.web", "not a Parquet file"),
+    ),
+    Case(
+        "hf-dataset-without-text-column",
+        _source(_hf(HF_ONE)),
+        ("runner.sources.web", "no column 'text'", "body"),
+    ),
+    Case(
+        "hf-datasetdict-without-split",
+        _source(_hf(HF_DICT), text_field="body"),
+        ("runner.sources.web", "splits ['train', 'test']", "set `split`"),
+    ),
+]
+CATALOGUE = STUDY_FILES + RUN_TABLES + DOMAINS + FORMATS + COMMAND_LINE
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ def test_trials_dataframe_has_one_row_per_trial(finished_pile: str) -> None:
     assert df["cost"].sum() == pytest.approx(study.spent())
 
 
-@pytest.mark.parametrize("target", ["study", "export"])
+@pytest.mark.parametrize("target", ["study", "attach", "export"])
 def test_docstring_examples_run(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import doctest
 
@@ -91,6 +91,7 @@ def test_docstring_examples_run(target: str, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.chdir(REPO)  # the example opens studies/pile-replay.yaml
     obj, globs = {
         "study": (Study.trials_dataframe, {"Study": Study}),
+        "attach": (Study.attach, {"Study": Study}),
         "export": (export.token_counts, {"token_counts": export.token_counts}),
     }[target]
     runner = doctest.DocTestRunner()

@@ -1,5 +1,9 @@
 """Domains -> documents -> a BPE tokenizer -> memory-mapped token arrays, cached by content.
 
+Pre-tokenised domains (`.bin`, `.npy`; admire.proxy.formats) skip all of this: their arrays
+are memory-mapped where they lie, and the study's vocabulary must be the one they were made
+with.
+
 Each domain's documents are read (capped at `max_mb_per_domain`, in a fixed shuffled order so
 the cap is a fair sample), split into train and validation *by document* with a fixed seed,
 tokenised once and stored as flat uint16/uint32 arrays with an end-of-text token between
@@ -28,6 +32,16 @@ from admire.proxy.default_corpus import (
     BuiltinDomain,
     MissingCorpusPackage,
     package_root,
+)
+from admire.proxy.formats import (
+    TokenSlice,
+    hf_documents,
+    is_hf_dataset,
+    is_token_source,
+    parquet_documents,
+    parquet_files,
+    scan,
+    token_slices,
 )
 
 EOT = "<|endoftext|>"
@@ -104,11 +118,16 @@ def _jsonl_documents(path: Path, field: str) -> Iterator[str]:
             yield text
 
 
-def _path_documents(path: Path, text_field: str) -> Iterator[str]:
+def _path_documents(path: Path, source: DomainSource) -> Iterator[str]:
+    if is_hf_dataset(path):
+        return hf_documents(path, source.text_field, source.split)
+    parquet = parquet_files(path)
+    if parquet and not (path.is_dir() and any(_folder_texts(path))):
+        return parquet_documents(parquet, source.text_field)
     if path.is_dir():
         return _folder_documents(path)
     if path.is_file() and path.suffix == ".jsonl":
-        return _jsonl_documents(path, text_field)
+        return _jsonl_documents(path, source.text_field)
     if not path.exists():
         raise ConfigError(f"{path} does not exist")
     if path.suffix == ".json":
@@ -116,7 +135,14 @@ def _path_documents(path: Path, text_field: str) -> Iterator[str]:
             f"{path} is a .json file; give a .jsonl file (one JSON object per line) or a folder "
             "of .txt/.md files"
         )
-    raise ConfigError(f"{path} is neither a folder of .txt/.md files nor a .jsonl file")
+    raise ConfigError(
+        f"{path} is none of: a folder of .txt/.md files, a .jsonl file, a Parquet file or "
+        "folder, a saved Hugging Face dataset, .bin/.npy token ids"
+    )
+
+
+def _folder_texts(folder: Path) -> Iterator[Path]:
+    return (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -167,13 +193,11 @@ def read_domain(
         docs, size = _select(iter(pieces), max_bytes)
         where = f"domain '{name}'"
     else:
-        path = Path(str(source.path)).expanduser()
-        if not path.is_absolute() and base is not None:
-            path = base / path
+        path = _source_path(source, base)
         provenance = {"source": str(path)}
         where = f"runner.sources.{name}"
         try:
-            docs, size = _select(_path_documents(path, source.text_field), max_bytes)
+            docs, size = _select(_path_documents(path, source), max_bytes)
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from None
     if len(docs) < 2:
@@ -188,13 +212,81 @@ def read_domain(
     return DomainText(name, docs, digest.hexdigest(), provenance | {"bytes": str(size)})
 
 
+def _source_path(source: DomainSource, base: Path | None) -> Path:
+    path = Path(str(source.path)).expanduser()
+    return base / path if not path.is_absolute() and base is not None else path
+
+
+def token_domain_names(
+    config: ProxyRunnerConfig, domains: list[str], base: Path | None = None
+) -> list[str]:
+    """The domains whose source is token ids already made (`.bin`, `.npy`)."""
+    return [
+        name
+        for name in domains
+        if (src := config.sources.get(name)) is not None
+        and src.path is not None
+        and is_token_source(_source_path(src, base))
+    ]
+
+
+def _vocabulary(
+    config: ProxyRunnerConfig, tokens: list[str], texts: list[str], base: Path | None
+) -> tuple[int, str]:
+    """The vocabulary size pre-tokenised domains must fit, and where it comes from."""
+    if config.tokenizer.file:
+        path = Path(config.tokenizer.file).expanduser()
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        return _user_tokenizer(path).get_vocab_size(), f"runner.tokenizer.file {path.name}"
+    if texts:
+        raise ConfigError(
+            f"runner.tokenizer.file: domains {tokens} are token ids and {texts} are text; give "
+            "the tokenizer file the ids were made with, so the text is tokenised the same way"
+        )
+    return config.tokenizer.vocab_size, "runner.tokenizer.vocab_size"
+
+
+def token_domain(
+    name: str,
+    source: DomainSource,
+    config: ProxyRunnerConfig,
+    vocab: tuple[int, str],
+    base: Path | None = None,
+) -> TokenizedDomain:
+    """A pre-tokenised domain, memory-mapped where it lies, its ids checked against the
+    vocabulary (a ConfigError naming the field otherwise)."""
+    path = _source_path(source, base)
+    where = f"runner.sources.{name}"
+    try:
+        train, val = token_slices(path, source.dtype, config.val_fraction)
+        for part, label in ((train, "training"), (val, "validation")):
+            if part.count <= config.seq_len + 1:
+                raise ConfigError(
+                    f"{part.path}: {part.count} {label} tokens, fewer than one window of "
+                    f"runner.seq_len + 1 = {config.seq_len + 1}"
+                )
+        digest = hashlib.sha256()
+        for part in (train, val):
+            digest.update(scan(part, *vocab).encode())
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    provenance = {"source": str(path), "format": f"token ids ({np.dtype(train.dtype).name})"}
+    folder = path if path.is_dir() else path.parent
+    return TokenizedDomain(name, train, val, digest.hexdigest(), provenance, folder)
+
+
 def check_sources(config: ProxyRunnerConfig, domains: list[str]) -> None:
     """Refuse, with a ConfigError naming the field, a source that cannot be read: a missing
     path, a folder without text files, binary or non-UTF-8 text, a bad `.jsonl` line, a
-    builtin domain whose package is not installed at its pinned version, a tokenizer file that
-    does not load. It reads what a trial would read and writes nothing."""
+    Parquet file or saved dataset without the text column, token ids outside the vocabulary
+    or too few of them, token and text domains without the tokenizer file, a builtin domain
+    whose package is not installed at its pinned version, a tokenizer file that does not
+    load. It reads what a trial would read and writes nothing."""
     max_bytes = int(config.max_mb_per_domain * 1e6)
-    for name in domains:
+    tokens = token_domain_names(config, domains)
+    texts = [n for n in domains if n not in tokens]
+    for name in texts:
         source = config.sources.get(name)
         if source is None or source.builtin is not None:
             try:
@@ -203,7 +295,11 @@ def check_sources(config: ProxyRunnerConfig, domains: list[str]) -> None:
                 raise ConfigError(f"runner.sources.{name}: {err}") from None
         else:
             read_domain(name, source, max_bytes)
-    if config.tokenizer.file:
+    if tokens:
+        vocab = _vocabulary(config, tokens, texts, None)
+        for name in tokens:
+            token_domain(name, config.sources[name], config, vocab)
+    elif config.tokenizer.file:
         _user_tokenizer(Path(config.tokenizer.file).expanduser())
 
 
@@ -293,21 +389,38 @@ def load_tokenizer(
 
 @dataclass(frozen=True)
 class TokenizedDomain:
-    """One domain's cached token arrays (opened read-only, memory-mapped)."""
+    """One domain's token ids for training and validation (opened read-only, memory-mapped):
+    the cache's arrays of a text domain, or the user's own of a pre-tokenised one."""
 
     name: str
-    folder: Path
-    dtype: str
-    train_tokens: int
-    val_tokens: int
+    train_part: TokenSlice
+    val_part: TokenSlice
     sha256: str
     provenance: dict[str, str]
+    folder: Path
+    """The cache folder of a text domain; the folder of a pre-tokenised domain's files."""
+
+    @property
+    def dtype(self) -> str:
+        return np.dtype(self.train_part.dtype).name
+
+    @property
+    def train_tokens(self) -> int:
+        return self.train_part.count
+
+    @property
+    def val_tokens(self) -> int:
+        return self.val_part.count
 
     def train(self) -> np.ndarray:
-        return np.memmap(self.folder / "train.bin", dtype=self.dtype, mode="r")
+        return self.train_part.open()
 
     def val(self) -> np.ndarray:
-        return np.memmap(self.folder / "val.bin", dtype=self.dtype, mode="r")
+        return self.val_part.open()
+
+    def job_spec(self) -> dict[str, dict[str, str | int]]:
+        """Where a training process finds the ids (TrainJob.domains)."""
+        return {"train": self.train_part.as_dict(), "val": self.val_part.as_dict()}
 
 
 def _split(n_docs: int, val_fraction: float, sizes: list[int]) -> np.ndarray:
@@ -371,12 +484,11 @@ def tokenize_domain(
     meta = json.loads(meta_path.read_text())
     return TokenizedDomain(
         name=text.name,
-        folder=folder,
-        dtype=meta["dtype"],
-        train_tokens=meta["train_tokens"],
-        val_tokens=meta["val_tokens"],
+        train_part=TokenSlice(str(folder / "train.bin"), meta["dtype"], 0, meta["train_tokens"]),
+        val_part=TokenSlice(str(folder / "val.bin"), meta["dtype"], 0, meta["val_tokens"]),
         sha256=meta["sha256"],
         provenance=meta["provenance"],
+        folder=folder,
     )
 
 
@@ -385,13 +497,14 @@ class Corpus:
     """Every domain of a study, tokenised, plus the tokenizer that made them."""
 
     domains: dict[str, TokenizedDomain]
-    tokenizer_path: Path
+    tokenizer_path: Path | None
+    """None when every domain is token ids and only their vocabulary size was given."""
     tokenizer_sha256: str
     vocab_size: int
 
     def manifest(self) -> dict[str, str]:
         """Provenance of every domain and the tokenizer, to record with each trial."""
-        out = {"tokenizer.sha256": self.tokenizer_sha256}
+        out = {"tokenizer.sha256": self.tokenizer_sha256, "vocab_size": str(self.vocab_size)}
         for name, d in self.domains.items():
             out[f"domain.{name}.sha256"] = d.sha256
             out[f"domain.{name}.train_tokens"] = str(d.train_tokens)
@@ -409,16 +522,28 @@ def prepare_corpus(
     """Read, tokenise and cache every domain (a no-op apart from reading when cached)."""
     root = cache_root(config)
     max_bytes = int(config.max_mb_per_domain * 1e6)
-    texts = []
+    token_names = token_domain_names(config, domains, base)
+    texts = [
+        read_domain(name, config.sources.get(name), max_bytes, base)
+        for name in domains
+        if name not in token_names
+    ]
+    out: dict[str, TokenizedDomain] = {}
+    tok_path: Path | None = None
+    if token_names:
+        vocab = _vocabulary(config, token_names, [t.name for t in texts], base)
+        for name in token_names:
+            out[name] = token_domain(name, config.sources[name], config, vocab, base)
+        vocab_size, tok_sha = vocab[0], ""
+    if texts:
+        tok, tok_path, tok_sha = load_tokenizer(config, texts, base)
+        vocab_size = tok.get_vocab_size()
+        for text in texts:
+            out[text.name] = tokenize_domain(text, tok, tok_sha, config.val_fraction, root)
     for name in domains:
-        texts.append(read_domain(name, config.sources.get(name), max_bytes, base))
-    tok, tok_path, tok_sha = load_tokenizer(config, texts, base)
-    out = {}
-    for text in texts:
-        dom = tokenize_domain(text, tok, tok_sha, config.val_fraction, root)
-        out[text.name] = dom
+        dom = out[name]
         log(
-            f"  domain {text.name:<12} {dom.train_tokens:>10,} train / {dom.val_tokens:>8,} "
-            f"val tokens  ({text.provenance['source']}, sha256 {text.sha256[:12]})"
+            f"  domain {name:<12} {dom.train_tokens:>10,} train / {dom.val_tokens:>8,} "
+            f"val tokens  ({dom.provenance['source']}, sha256 {dom.sha256[:12]})"
         )
-    return Corpus(out, tok_path, tok_sha, tok.get_vocab_size())
+    return Corpus({n: out[n] for n in domains}, tok_path, tok_sha, vocab_size)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from admire.proxy.formats import TokenSlice
 from admire.proxy.model import GPT
 from admire.proxy.sampler import MixtureSampler
 from admire.proxy.sizes import flops_per_token, shape_of
@@ -39,7 +40,7 @@ class TrainJob:
     tokens: int
     seed: int
     domains: dict[str, dict[str, str]]
-    """name -> {"folder": cached token arrays, "dtype": ...}"""
+    """name -> {"train": TokenSlice fields, "val": ...} (TokenizedDomain.job_spec)"""
     vocab_size: int
     seq_len: int = 256
     batch_size: int = 4
@@ -127,14 +128,8 @@ def train(job: TrainJob, log=print) -> TrainResult:  # type: ignore[no-untyped-d
         torch.set_num_threads(job.threads)
     torch.manual_seed(job.seed)
     shape = shape_of(job.model_size)
-    arrays = {
-        n: np.memmap(Path(d["folder"]) / "train.bin", dtype=d["dtype"], mode="r")
-        for n, d in job.domains.items()
-    }
-    val = {
-        n: np.memmap(Path(d["folder"]) / "val.bin", dtype=d["dtype"], mode="r")
-        for n, d in job.domains.items()
-    }
+    arrays = {n: TokenSlice(**d["train"]).open() for n, d in job.domains.items()}
+    val = {n: TokenSlice(**d["val"]).open() for n, d in job.domains.items()}
     sampler = MixtureSampler(arrays, job.weights, job.batch_size, job.seq_len, job.seed)
     evaluate = _Evaluator(val, job.seq_len, job.eval_tokens)
 

@@ -110,9 +110,7 @@ class LocalRunner:
             "model_size": spec.fidelity.model_size,
             "tokens": int(spec.fidelity.tokens),
             "seed": spec.seed,
-            "domains": {
-                n: {"folder": str(d.folder), "dtype": d.dtype} for n, d in corpus.domains.items()
-            },
+            "domains": {n: d.job_spec() for n, d in corpus.domains.items()},
             "vocab_size": corpus.vocab_size,
         }
 
