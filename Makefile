@@ -8,7 +8,7 @@ NAME   ?= demo
 ARGS   ?=
 
 .PHONY: setup setup-browser study resume status best trials export list ui test bench bench-opt \
-	lint clean-venv
+	faults lint clean-venv
 
 setup: $(STAMP)
 
@@ -69,6 +69,11 @@ bench: setup
 SEEDS ?= 20
 bench-opt: setup
 	$(BIN)/python -m admire bench suite --seeds $(SEEDS) --out bench-results/suite $(ARGS)
+
+# SIGKILL a replay study's driver at KILLS random points, resume it each time, check MLflow.
+KILLS ?= 20
+faults: setup
+	$(BIN)/python scripts/faults.py --kills $(KILLS) $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check admire tests benchmarks scripts examples

@@ -13,6 +13,7 @@ from admire.study import (
     StudyExistsError,
     StudyLockedError,
     StudyNotFoundError,
+    TooManyFailuresError,
 )
 from admire.tracking import TrialRecord
 
@@ -24,6 +25,7 @@ __all__ = [
     "StudyExistsError",
     "StudyLockedError",
     "StudyNotFoundError",
+    "TooManyFailuresError",
     "TrialRecord",
     "load_config",
 ]

@@ -162,7 +162,12 @@ def _positive_tokens(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from admire.config import ConfigError
-    from admire.study import StudyExistsError, StudyLockedError, StudyNotFoundError
+    from admire.study import (
+        StudyExistsError,
+        StudyLockedError,
+        StudyNotFoundError,
+        TooManyFailuresError,
+    )
     from admire.tracking import TrackingStoreError
 
     try:
@@ -176,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     ) as err:
         print(f"admire: {err}", file=sys.stderr)
         return 2
+    except TooManyFailuresError as err:  # trials were written: not bad input
+        print(f"admire: {err}", file=sys.stderr)
+        return 1
 
 
 def _load(args: argparse.Namespace) -> Study:

@@ -195,10 +195,15 @@ class Fidelities(_Strict):
 
 
 class Budget(_Strict):
-    """When a study stops: after `max_trials` trials or `max_cost` target-run units, first hit."""
+    """When a study stops: after `max_trials` trials or `max_cost` target-run units, first hit;
+    or early, when its trials keep failing: more than `max_failure_rate` of the trials run in
+    one call failed (checked once 5 have failed, like Ax's tolerated failure rate; 1 never
+    stops), or `max_consecutive_failures` failed in a row (null: no such limit)."""
 
     max_trials: Annotated[int, NO_BOOL, Field(gt=0)] | None = None
     max_cost: Annotated[float, NO_BOOL, Field(gt=0)] | None = None
+    max_failure_rate: Annotated[float, NO_BOOL, Field(gt=0, le=1)] = 0.5
+    max_consecutive_failures: Annotated[int, NO_BOOL, Field(ge=1)] | None = 5
 
     @model_validator(mode="after")
     def _some_limit(self) -> Budget:
@@ -210,6 +215,10 @@ class Budget(_Strict):
 class _RunnerBase(_Strict):
     workers: Annotated[int, NO_BOOL, Field(ge=1, le=4096)] | Literal["auto"] = 1
     """Trials run at once (`auto`: one per visible GPU, else one per `threads` CPU cores)."""
+    max_retries: Annotated[int, NO_BOOL, Field(ge=0, le=100)] = 1
+    """Times a failed trial is run again, each as a new trial with the same spec."""
+    retry_new_seed: bool = False
+    """Give a retried trial the seed of its own index instead of the failed trial's seed."""
 
 
 class ReplayRunnerConfig(_RunnerBase):

@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 import numpy as np
 from filelock import Timeout
@@ -38,6 +38,7 @@ from admire.config import (
     StudyConfig,
     load_config,
 )
+from admire.failures import FailurePolicy, TooManyFailuresError
 from admire.optim import History, Optimizer, Proposal, Recommendation, SearchSpace, make_optimizer
 from admire.optim.cost import CostModel
 from admire.runners import Runner, make_runner
@@ -71,6 +72,17 @@ class StudyNotFoundError(LookupError):
 
 class StudyLockedError(RuntimeError):
     """Another live process is driving this study."""
+
+
+class _Started(NamedTuple):
+    """A trial in flight: its run, spec, how it was generated, its future result, and for a
+    retry (index of the first attempt, attempt)."""
+
+    run_id: str
+    spec: TrialSpec
+    step: str
+    future: Future[TrialResult]
+    retry: tuple[int, int] | None
 
 
 class Study:
@@ -108,6 +120,7 @@ class Study:
         self.optimizer: Optimizer = make_optimizer(
             config.optimizer.kind, space, config.optimizer.options
         )
+        self.failures = FailurePolicy(config)
         self._rec_cache: tuple[tuple[int, int, str], Recommendation | None] | None = None
         self._out: TextIO = sys.stdout
         self.last_recommendation: Recommendation | None = None
@@ -227,10 +240,22 @@ class Study:
         return History(records, self._cost_model(records).relative())
 
     def spent(self, records: list[TrialRecord] | None = None) -> float:
-        """Cost spent so far, in target-run units (attached runs were paid for elsewhere)."""
+        """Cost spent so far, in target-run units, failed trials included (see `_units`;
+        attached runs were paid for elsewhere)."""
         records = self.trials if records is None else records
         costs = self._cost_model(records)
-        return sum(costs.to_units(r.raw_cost) for r in records if not r.attached)
+        calibrated = _calibrated(records)
+        return sum(self._units(r, costs, calibrated) for r in records if not r.attached)
+
+    def _units(self, record: TrialRecord, costs: CostModel, calibrated: bool) -> float:
+        """A trial's cost in target-run units: its measured cost, converted as the cost model
+        converts it. A failed trial costs its fidelity's expected cost instead when it has no
+        measured cost (its runner raised) or nothing has completed yet: a wall time cannot be
+        converted until one trial's time is known (the prior is in FLOPs), and charging it
+        nothing let a study whose every trial fails run forever."""
+        if record.state == FAILED and not (calibrated and record.raw_cost > 0):
+            return float(costs.relative()[self.fidelities.index(record.spec.fidelity)])
+        return costs.to_units(record.raw_cost)
 
     def best(self) -> Recommendation | None:
         """The optimiser's recommended mixture for the target fidelity (None before any
@@ -287,10 +312,12 @@ class Study:
                 trial_cap = None if max_trials is None else n0 + max_trials
                 cost_cap = None if max_cost is None else c0 + max_cost
             workers = self.workers if workers is None else workers
-            in_flight: deque[tuple[str, TrialSpec, str, Future[TrialResult]]] = deque()
+            in_flight: deque[_Started] = deque()
+            finished: list[TrialRecord] = []
+            stop: str | None = None
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 while True:
-                    while len(in_flight) < workers:
+                    while stop is None and len(in_flight) < workers:
                         started = self._start_next(records, in_flight, trial_cap, cost_cap, pool)
                         if started is None:
                             break
@@ -299,14 +326,20 @@ class Study:
                         break
                     # Trials are told in the order they were started: with instant runners
                     # (replay) the study is then the same whatever the threads' timing.
-                    run_id, spec, step, future = in_flight.popleft()
-                    record = self._finish(run_id, spec, step, _result(future), records)
+                    s = in_flight.popleft()
+                    result = _result(s.future)
+                    record = self._finish(s.run_id, s.spec, s.step, result, records, s.retry)
                     records.append(record)
+                    finished.append(record)
                     self._after_trial(records, trial_cap, cost_cap, progress)
                     if callback is not None:
                         callback(record)
+                    # Trials in flight still finish and are recorded; no new one starts.
+                    stop = stop or self.failures.stop_reason(finished)
             report.finish(self, records)
             self.store.mark_study(self.parent_id, running=False)
+        if stop is not None:
+            raise TooManyFailuresError(stop)
         rec = self._recommend(records)
         if progress and rec is not None:
             print(rec, file=self._out, flush=True)
@@ -315,15 +348,15 @@ class Study:
     def _start_next(
         self,
         records: list[TrialRecord],
-        in_flight: deque,  # type: ignore[type-arg]
+        in_flight: deque[_Started],
         trial_cap: int | None,
         cost_cap: float | None,
         pool: ThreadPoolExecutor,
-    ) -> tuple[str, TrialSpec, str, Future[TrialResult]] | None:
-        """Ask the optimiser for the next trial, record it as RUNNING and start it; None when
-        the budget (counting the trials in flight at their expected cost) is spent or the
-        optimiser has nothing more to propose."""
-        pending = [spec for _, spec, _, _ in in_flight]
+    ) -> _Started | None:
+        """Start the next trial, recorded as RUNNING first: a failed trial's retry, else what
+        the optimiser proposes; None when the budget (counting the trials in flight at their
+        expected cost) is spent or the optimiser has nothing more to propose."""
+        pending = [s.spec for s in in_flight]
         history = self.history(records)
         if trial_cap is not None:
             done = budget_trials(records)
@@ -334,6 +367,14 @@ class Study:
         remaining = math.inf if cost_cap is None else cost_cap - self.spent(records) - committed
         if remaining <= 1e-12:
             return None
+        retry = self.failures.next_retry(records, [s.retry for s in in_flight if s.retry])
+        if retry is not None:
+            spec = self.failures.retry_spec(retry, history.next_index(pending))
+            # A retry that no longer fits in the budget is not made; the optimiser picks instead.
+            if history.costs[self.fidelities.index(spec.fidelity)] <= remaining + 1e-12:
+                where = (retry.of, retry.attempt)
+                run_id = self.store.start_trial(self.parent_id, spec, "retry", None, where)
+                return _Started(run_id, spec, "retry", pool.submit(self._run, run_id, spec), where)
         start = time.perf_counter()
         proposals = self.optimizer.propose(history, remaining, pending)
         self.last_optimizer_seconds = time.perf_counter() - start
@@ -342,7 +383,7 @@ class Study:
         spec = self._spec(history.next_index(pending), proposals[0])
         step = proposals[0].step
         run_id = self.store.start_trial(self.parent_id, spec, step, proposals[0].predicted)
-        return run_id, spec, step, pool.submit(self._run, run_id, spec)
+        return _Started(run_id, spec, step, pool.submit(self._run, run_id, spec), None)
 
     def resume(
         self, max_trials: int | None = None, max_cost: float | None = None, *, progress: bool = True
@@ -442,14 +483,10 @@ class Study:
                         flush=True,
                     )
                 self.store.reopen_trial(r.run_id, r.spec)
-                r = self._execute(r.run_id, r.spec, r.step, out)
+                retry = None if r.retry_of is None else (r.retry_of, r.attempt)
+                r = self._finish(r.run_id, r.spec, r.step, self._run(r.run_id, r.spec), out, retry)
             out.append(r)
         return out
-
-    def _execute(
-        self, run_id: str, spec: TrialSpec, step: str, records: list[TrialRecord]
-    ) -> TrialRecord:
-        return self._finish(run_id, spec, step, self._run(run_id, spec), records)
 
     def _run(self, run_id: str, spec: TrialSpec) -> TrialResult:
         """Run one trial (in a worker thread when there are several workers)."""
@@ -468,8 +505,10 @@ class Study:
         step: str,
         result: TrialResult,
         records: list[TrialRecord],
+        retry: tuple[int, int] | None = None,
     ) -> TrialRecord:
-        """Check a trial's result, write it to its run and return its record."""
+        """Check a trial's result, write it to its run and return its record (`retry`: the
+        first attempt's index and this attempt's number, for a retry)."""
         objective = None
         if not result.failed:
             missing = [m for m in self.metrics if m not in result.metrics]
@@ -491,11 +530,13 @@ class Study:
             metrics=dict(result.metrics),
             error=result.error,
             curve=[] if result.failed else result.curve,
+            retry_of=None if retry is None else retry[0],
+            attempt=1 if retry is None else retry[1],
         )
         record = self._with_objective_curve(record)
-        units = self._cost_model(records).to_units(result.cost) if result.cost > 0 else 0.0
-        self.store.finish_trial(run_id, result, objective, units, record.objective_curve)
         record.metrics["cost.raw"] = result.cost
+        units = self._units(record, self._cost_model(records), _calibrated(records))
+        self.store.finish_trial(run_id, result, objective, units, record.objective_curve)
         if objective is not None:
             record.metrics["objective"] = objective
         return record
@@ -547,6 +588,12 @@ class Study:
                 rec = replace(rec, true=self.config.objective.combine(truth, self.metrics))
         self._rec_cache = (key, rec)
         return rec
+
+
+def _calibrated(records: list[TrialRecord]) -> bool:
+    """Whether a measured cost can be converted to target-run units: some trial completed
+    with a measured cost, which fixes the runner's unit against the cost prior's."""
+    return any(r.state == COMPLETED and r.raw_cost > 0 for r in records)
 
 
 def _result(future: Future[TrialResult]) -> TrialResult:
@@ -647,4 +694,5 @@ __all__ = [
     "StudyExistsError",
     "StudyLockedError",
     "StudyNotFoundError",
+    "TooManyFailuresError",
 ]

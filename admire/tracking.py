@@ -57,6 +57,8 @@ MAX_TAG_CHARS = 7900
 MAX_PARAMS_PER_BATCH = 100
 TRIAL_TAG = "trial"
 STATUS_TAG = "status"
+RETRY_OF_TAG = "admire.retry_of"
+ATTEMPT_TAG = "admire.attempt"
 
 
 PROBE_TIMEOUT_S = 10.0
@@ -418,6 +420,8 @@ class StudyStore:
                     )
                 ],
                 closed=tags.get(STATUS_TAG, RUNNING) != RUNNING and run.info.status != "RUNNING",
+                retry_of=int(tags[RETRY_OF_TAG]) if RETRY_OF_TAG in tags else None,
+                attempt=int(tags.get(ATTEMPT_TAG, "1")),
             )
         return [records[i] for i in sorted(records)]
 
@@ -437,9 +441,16 @@ class StudyStore:
         return renamed
 
     def start_trial(
-        self, parent_id: str, spec: TrialSpec, step: str, predicted: tuple[float, float] | None
+        self,
+        parent_id: str,
+        spec: TrialSpec,
+        step: str,
+        predicted: tuple[float, float] | None,
+        retry: tuple[int, int] | None = None,
     ) -> str:
-        """Create the trial's child run, spec included, in one call; then log its params."""
+        """Create the trial's child run, spec included, in one call; then log its params.
+        `retry` is (index of the failed trial retried, attempt number), in the same call: a
+        resume then knows how often a trial has been tried."""
         exp_id = self.client.get_run(parent_id).info.experiment_id
         tags = {
             KIND_TAG: "trial",
@@ -452,6 +463,8 @@ class StudyStore:
         if predicted is not None:
             tags["predicted_mean"] = f"{predicted[0]:.6g}"
             tags["predicted_sd"] = f"{predicted[1]:.6g}"
+        if retry is not None:
+            tags |= {RETRY_OF_TAG: str(retry[0]), ATTEMPT_TAG: str(retry[1])}
         run = self.client.create_run(exp_id, run_name=run_name(spec), tags=tags)
         self.log_trial_params(run.info.run_id, spec)
         return run.info.run_id

@@ -89,6 +89,10 @@ class TrialRecord:
     """Intermediate observations (tokens seen, metrics), the last being the final result."""
     objective_curve: list[tuple[int, float]] = field(default_factory=list)
     """The objective at each curve point (tokens seen, value), in the objective's direction."""
+    retry_of: int | None = None
+    """The index of the trial whose failure this trial retries (the first attempt's)."""
+    attempt: int = 1
+    """1 for a first attempt, n for the (n-1)-th retry of trial `retry_of`."""
 
     @property
     def objective(self) -> float | None:

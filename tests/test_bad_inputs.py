@@ -155,6 +155,36 @@ STUDY_FILES = [
     ),
     Case("runner-kind-unknown", _pile(runner={"kind": "magic"}), ("runner", "'replay'")),
     Case(
+        "max-retries-negative",
+        _pile(runner={"kind": "replay", "max_retries": -1}),
+        ("runner.replay.max_retries", "greater than or equal to 0"),
+    ),
+    Case(
+        "max-retries-boolean",
+        _pile(runner={"kind": "replay", "max_retries": True}),
+        ("runner.replay.max_retries", "boolean"),
+    ),
+    Case(
+        "retry-new-seed-not-a-boolean",
+        _pile(runner={"kind": "replay", "retry_new_seed": "sometimes"}),
+        ("runner.replay.retry_new_seed", "boolean"),
+    ),
+    Case(
+        "max-failure-rate-zero",
+        _pile(budget={"max_failure_rate": 0}),
+        ("budget.max_failure_rate", "greater than 0"),
+    ),
+    Case(
+        "max-failure-rate-over-one",
+        _pile(budget={"max_failure_rate": 1.5}),
+        ("budget.max_failure_rate", "less than or equal to 1"),
+    ),
+    Case(
+        "max-consecutive-failures-zero",
+        _pile(budget={"max_consecutive_failures": 0}),
+        ("budget.max_consecutive_failures", "greater than or equal to 1"),
+    ),
+    Case(
         "replay-mode-unknown",
         _pile(runner={"kind": "replay", "mode": "grid"}),
         ("runner.replay.mode", "'pool'"),
