@@ -87,7 +87,7 @@ def test_an_observed_target_run_has_no_value_left(synth) -> None:
 def test_the_target_ranking_is_learned_mostly_from_cheap_runs(synth) -> None:
     """20 cheap runs and 6 target runs: the target predictions rank the simplex like the
     truth does."""
-    problem, runner, space, fids = synth
+    _, runner, space, fids = synth
     cheap = space.space_filling(20, seed=0)
     at_target = space.sample(6, seed=3)
     target = fids.target_index
@@ -96,4 +96,5 @@ def test_the_target_ranking_is_learned_mostly_from_cheap_runs(synth) -> None:
     truth_t = np.array([runner.value(w, fids.fidelities[target]) for w in grid])
     pred_t = predict(model, grid, fids.coords()[target])
     assert np.corrcoef(-pred_t.mean, truth_t)[0, 1] > 0.5
-    assert problem.best <= truth_t[np.argmax(pred_t.mean)]
+    # Its pick is better than a mixture drawn at random from the simplex is, typically.
+    assert truth_t[np.argmax(pred_t.mean)] < np.median(truth_t)

@@ -7,9 +7,8 @@ study is after, which mixture is best at the target, and nothing else. The alter
 BoTorch's multi-fidelity max-value entropy search (`mf_mes_scores`): the information about
 the best objective *value* at the target. That value carries the target's unknown loss
 level (a 1M model's loss is nats above a 1B model's), which only a target run can tell, so
-max-value entropy sends trials to the target as soon as the initial design is done, however
-well the cheap runs rank mixtures; the knowledge gradient is blind to a shift that moves every
-mixture alike.
+max-value entropy favours target runs however well the cheap runs rank mixtures; the
+knowledge gradient is blind to a shift that moves every mixture alike.
 
 Both are evaluated on a finite candidate set rather than optimised by gradients: fidelities are
 discrete (a handful of model sizes x token budgets), pool studies can only pick existing rows,
@@ -153,15 +152,15 @@ def mf_kg_scores(
             torch.as_tensor(cand_weights, dtype=torch.float64),
             coords[torch.as_tensor(cand_fidelity, dtype=torch.long)],
         )
+        # A trial's outcome is observed with noise (scaled per fidelity by the model).
+        var_x = model.posterior(x, observation_noise=True).variance.squeeze(-1)
         gains = []
         step = CHUNK // 4
         for lo in range(0, len(x), step):
             xc = x[lo : lo + step]
             joint = model.posterior(torch.cat([xc, xt]))
             cov = joint.mvn.covariance_matrix[: len(xc), len(xc) :]
-            # The trial's outcome is observed with noise (scaled per fidelity by the model).
-            var_x = model.posterior(xc, observation_noise=True).variance.squeeze(-1)
-            s = cov / var_x.clamp_min(1e-18).sqrt().unsqueeze(-1)
+            s = cov / var_x[lo : lo + step].clamp_min(1e-18).sqrt().unsqueeze(-1)
             best = (mu_t.view(1, -1, 1) + s.unsqueeze(-1) * z.view(1, 1, -1)).amax(dim=1)
             gains.append((best.mean(dim=-1) - best_now).clamp_min(0.0))
         price = costs[torch.as_tensor(cand_fidelity, dtype=torch.long)].clamp_min(1e-12)

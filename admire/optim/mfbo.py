@@ -36,8 +36,8 @@ class MFBOOptions(Options):
     n_initial: Annotated[int, NO_BOOL, Field(ge=2)] = 10
     acquisition: Literal["mf-kg", "mf-mes"] = "mf-kg"
     """`mf-kg`: the knowledge gradient about the best target mixture per unit price;
-    `mf-mes`: max-value entropy search per unit cost (an ablation: it spends the budget at the
-    target as soon as the initial design is done, see `acquisition.py`)."""
+    `mf-mes`: max-value entropy search per unit cost (an ablation: it also values the
+    target's unknown loss level, which only target runs tell, see `acquisition.py`)."""
     n_candidates: Annotated[int, NO_BOOL, Field(ge=16, le=100_000)] = 1024
     fixed_cost: Annotated[float, NO_BOOL, Field(ge=0.0)] = 0.0
     """Overhead charged to every trial in the acquisition's cost (target-run units)."""

@@ -103,8 +103,8 @@ class ScaledNoise(HomoskedasticNoise):
         if "noise" in kwargs or not params:
             return base
         x = params[0] if torch.is_tensor(params[0]) else params[0][0]
-        amp = self._scaled._amplitude(x)
-        return DiagLinearOperator(base.diagonal() * amp.expand(base.diagonal().shape) ** 2)
+        noise = base.diagonal()
+        return DiagLinearOperator(noise * self._scaled._amplitude(x).expand(noise.shape) ** 2)
 
 
 def _scaled_likelihood(scaled: FidelityScaled) -> GaussianLikelihood:
