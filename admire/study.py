@@ -44,7 +44,7 @@ from admire.optim.cost import CostModel
 from admire.runners import Runner, make_runner
 from admire.runners.replay import BUILTIN_TABLES
 from admire.space import FidelitySpace, MixtureSpace
-from admire.tracking import StudyStore, lock_for, trial_name
+from admire.tracking import StudyStore, TrackingStoreError, lock_for, refused_write, trial_name
 from admire.trial import (
     ATTACHED,
     COMPLETED,
@@ -122,6 +122,7 @@ class Study:
         )
         self.failures = FailurePolicy(config)
         self._rec_cache: tuple[tuple[int, int, str], Recommendation | None] | None = None
+        self._pick = store.last_pick(parent_id, self.mixtures.names)
         self._out: TextIO = sys.stdout
         self.last_recommendation: Recommendation | None = None
         """The recommendation after the latest finished trial of this process."""
@@ -165,7 +166,8 @@ class Study:
                         f"(Study.load('{config.name}').resume()), or start over with "
                         f"`make study NAME={config.name} OVERWRITE=1` (overwrite=True)."
                     )
-                store.delete_study(existing)
+                with refused_write(store.uri, f"replace the study {config.name!r}"):
+                    store.delete_study(existing)
             parent = store.create_study(config)
         return cls(config, store, parent, runner)
 
@@ -237,7 +239,7 @@ class Study:
     def history(self, records: list[TrialRecord] | None = None) -> History:
         """The trials as the optimiser sees them, with the current cost of each fidelity."""
         records = self.trials if records is None else records
-        return History(records, self._cost_model(records).relative())
+        return History(records, self._cost_model(records).relative(), pick=self._pick)
 
     def spent(self, records: list[TrialRecord] | None = None) -> float:
         """Cost spent so far, in target-run units, failed trials included (see `_units`;
@@ -583,6 +585,7 @@ class Study:
             return self._rec_cache[1]
         rec = self.optimizer.recommend(self.history(records))
         if rec is not None:
+            self._pick = dict(rec.weights)
             truth = self.runner.reference(rec.weights, self.fidelities.target)
             if truth is not None:
                 rec = replace(rec, true=self.config.objective.combine(truth, self.metrics))
@@ -680,6 +683,11 @@ def _lock(store: StudyStore, name: str) -> Iterator[None]:
         raise StudyLockedError(
             f"study '{name}' is being driven by another process (lock {lock.lock_file}); "
             "wait for it to finish, or stop it first"
+        ) from None
+    except OSError as err:  # after Timeout, which is one too
+        raise TrackingStoreError(
+            f"tracking URI {store.uri}: cannot take the study's lock {lock.lock_file} "
+            f"({err.strerror or err}); make the store writable, or pass another --tracking-uri"
         ) from None
     try:
         yield

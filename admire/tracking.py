@@ -18,11 +18,14 @@ The default store is SQLite under ./mlruns (`sqlite:///mlruns/mlflow.db`, artifa
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -67,8 +70,32 @@ PROBE_TIMEOUT_S = 10.0
 
 
 class TrackingStoreError(RuntimeError):
-    """The tracking URI names a store that cannot be opened: a missing database driver, a
-    server that does not answer, an unknown scheme or a folder that cannot be created."""
+    """The tracking URI names a store that cannot be opened or written: a missing database
+    driver, a server that does not answer, an unknown scheme, a folder that cannot be created,
+    a read-only database."""
+
+
+@contextmanager
+def refused_write(uri: str, doing: str) -> Iterator[None]:
+    """Say so, without a traceback, when the store refuses a study's first write (a read-only
+    database or folder, a server that takes no writes): it comes before any trial runs, so
+    nothing is half-written. MLflow's own traceback of the refusal is kept out of the log:
+    the error says it in one line."""
+    db_log = logging.getLogger("mlflow.store.db.utils")
+    level = db_log.level
+    db_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except (MlflowException, OSError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        # SQLAlchemy's message is several lines: the one naming the driver's error says why.
+        said = [line for line in lines if "Error)" in line] or lines or [type(err).__name__]
+        raise TrackingStoreError(
+            f"tracking URI {uri}: cannot {doing}, the store refuses writes ({said[0]}); "
+            "make it writable, or pass another --tracking-uri"
+        ) from None
+    finally:
+        db_log.setLevel(level)
 
 
 # MLflow 3's UI opens an experiment in its GenAI view unless this tag says it holds training runs.
@@ -126,7 +153,8 @@ def lock_for(uri: str, name: str) -> FileLock:
     folder = (
         (folder / ".locks") if folder is not None else Path.home() / ".cache" / "admire" / "locks"
     )
-    folder.mkdir(parents=True, exist_ok=True)
+    with refused_write(uri, f"create the lock folder {folder}"):
+        folder.mkdir(parents=True, exist_ok=True)
     return FileLock(str(folder / f"{name}.lock"))
 
 
@@ -321,19 +349,21 @@ class StudyStore:
             exp_tags[MLFLOW_RUN_NOTE] = config.description  # the experiment's description
         exp = self.client.get_experiment_by_name(config.name)
         if exp is None:
-            exp_id = self.client.create_experiment(
-                config.name,
-                artifact_location=f"{self.artifact_root}/{config.name}"
-                if self.artifact_root
-                else None,
-                tags=exp_tags,
-            )
+            with refused_write(self.uri, f"create the study {config.name!r}"):
+                exp_id = self.client.create_experiment(
+                    config.name,
+                    artifact_location=f"{self.artifact_root}/{config.name}"
+                    if self.artifact_root
+                    else None,
+                    tags=exp_tags,
+                )
         else:
             exp_id = exp.experiment_id
-            if exp.lifecycle_stage != "active":
-                self.client.restore_experiment(exp_id)
-            for key, value in exp_tags.items():
-                self.client.set_experiment_tag(exp_id, key, value)
+            with refused_write(self.uri, f"write the study {config.name!r}"):
+                if exp.lifecycle_stage != "active":
+                    self.client.restore_experiment(exp_id)
+                for key, value in exp_tags.items():
+                    self.client.set_experiment_tag(exp_id, key, value)
         fits = len(config_yaml) <= MAX_TAG_CHARS
         tags = {STUDY_TAG: config.name} | ({CONFIG_TAG: config_yaml} if fits else {})
         if config.description:
@@ -364,9 +394,20 @@ class StudyStore:
         """The parent run (status, latest summary metrics, tags) as MLflow returns it."""
         return self.client.get_run(parent_id)
 
+    def last_pick(self, parent_id: str, names: Sequence[str]) -> dict[str, float] | None:
+        """The mixture the study reported last (its `rec.weight.<domain>` metrics), or None."""
+        metrics = self.client.get_run(parent_id).data.metrics
+        keys = [f"rec.weight.{n}" for n in names]
+        if not all(k in metrics for k in keys):
+            return None
+        return {n: float(metrics[k]) for n, k in zip(names, keys, strict=True)}
+
     def mark_study(self, parent_id: str, running: bool) -> None:
+        """Mark the parent run running (the first write of a study's run: a store that
+        refuses it is reported before any trial starts) or finished."""
         if running:
-            self.client.update_run(parent_id, status="RUNNING")
+            with refused_write(self.uri, "mark the study running"):
+                self.client.update_run(parent_id, status="RUNNING")
         else:
             self.client.set_terminated(parent_id, status="FINISHED")
 

@@ -54,8 +54,18 @@ def test_sigkill_mid_study_then_resume(tracking_uri: str, tmp_path: Path) -> Non
         assert first.poll() is None, first.communicate()[0]
         assert time.monotonic() < deadline, "the study did not get going"
         time.sleep(0.2)
+    # A second driver on the same study, while the first runs, refuses and writes nothing.
+    rival = _admire(["--tracking-uri", tracking_uri, "resume", "pile-replay"], tmp_path)
+    said, _ = rival.communicate(timeout=120)
+    assert rival.returncode != 0 and "being driven by another process" in said, said
+    assert "Traceback" not in said
+    assert first.poll() is None, "the first driver must still be running"
+    # SIGKILL leaves the lock file behind (stale); the OS lock dies with the holder, so the
+    # resume below takes the study over without anyone cleaning up.
     first.send_signal(signal.SIGKILL)
     first.wait()
+    lock = Path(tracking_uri.removeprefix("sqlite:///")).parent / ".locks" / "pile-replay.lock"
+    assert lock.exists()
     killed_at = len(_child_runs(client))
     assert 6 <= killed_at < PLANNED
 

@@ -13,6 +13,8 @@ import pytest
 from admire.bench.problems import load_problem
 from admire.config import Domain, OptimizerConfig, StudyConfig
 from admire.optim import OPTIMIZERS, History, Optimizer, SearchSpace, make_optimizer
+from admire.optim.acquisition import predict
+from admire.optim.mfbo import p_better
 from admire.space import FidelitySpace, MixtureSpace
 from admire.trial import COMPLETED, TrialRecord, TrialSpec, trial_seed
 
@@ -144,3 +146,84 @@ def test_an_unknown_kind_or_option_is_refused_with_the_known_ones() -> None:
         OptimizerConfig(kind="bayes")
     with pytest.raises(ValueError, match=r"\.n_initail: unknown option"):
         OptimizerConfig(kind="admire", n_initail=3)
+
+
+@pytest.mark.parametrize(
+    ("pricing", "early", "late", "reserve"),
+    [
+        # 50 trials left, 20 target runs affordable: priced by cost; at 18 trials left and
+        # 19 target runs affordable, every trial is a target run.
+        ("reserve", [0.001, 0.06, 1.0], [0.001, 0.06, 1.0], True),
+        ("cost", [0.001, 0.06, 1.0], [0.001, 0.06, 1.0], False),
+        ("trials", [1 / 50, 1 / 50, 1 / 20], [1 / 18, 1 / 18, 1 / 18], False),
+    ],
+)
+def test_pricing_keeps_the_last_trials_for_the_target(
+    pricing: str, early: list[float], late: list[float], reserve: bool
+) -> None:
+    config, runner = _pile()
+    space = SearchSpace(
+        mixtures=MixtureSpace.from_domains(list(config.domains)),
+        fidelities=FidelitySpace.from_config(config.fidelities),
+        pool=tuple(runner.pool()),
+        maximize=False,
+        seed=0,
+    )
+    opt = make_optimizer("admire", space, {"pricing": pricing})
+    costs = _costs(config, runner)
+    assert np.allclose(costs, [0.001, 0.06, 1.0])
+    # A price only matters relative to the others: compare the ratios.
+    fifty = History([], costs, trials_left=50)
+    at_50 = opt._prices(fifty, 20.0, 0)
+    assert np.allclose(at_50 / at_50[0], np.array(early) / early[0])
+    assert not opt._in_reserve(fifty, 20.0, 0)
+    # 20 trials left, two of them pending, and 19.5 units: at most 19 target runs fit.
+    twenty = History([], costs, trials_left=20)
+    at_18 = opt._prices(twenty, 19.5, 2)
+    assert np.allclose(at_18 / at_18[0], np.array(late) / late[0])
+    assert opt._in_reserve(twenty, 19.5, 2) is reserve
+
+
+def test_the_reserve_trials_run_at_the_target() -> None:
+    config, runner = _pile()
+    opt = _optimizer("admire", config, runner)
+    records = _drive(opt, config, runner, 5)
+    costs = _costs(config, runner)
+    # 3 trials left and 19 units: all three are kept for the target.
+    history = History(records, costs, trials_left=3)
+    proposals = opt.propose(history, remaining=19.0, n=3)
+    assert [p.fidelity for p in proposals] == [config.fidelities.target] * 3
+    assert len({p.pool_id for p in proposals}) == 3
+
+
+def test_the_pick_moves_only_when_the_posterior_is_sure_the_new_one_is_better() -> None:
+    config, runner = _pile()
+    opt = _optimizer("admire", config, runner)
+    records = _drive(opt, config, runner, 14)
+    costs = _costs(config, runner)
+    coords = opt.space.fidelities.coords()[opt.space.fidelities.target_index]
+    names = list(config.domain_names)
+    kept = moved = 0
+    previous = None
+    for n in range(4, len(records) + 1):
+        standing = None if previous is None else opt.space.mixtures.as_dict(previous)
+        history = History(records[:n], costs, pick=standing)
+        rec = opt.recommend(history)
+        assert rec is not None
+        pick = np.array([rec.weights[d] for d in names])
+        model = opt.model(history)
+        target_w = np.array(
+            [p.weights for p in opt.space.pool if p.fidelity == config.fidelities.target]
+        )
+        mean = predict(model, target_w, coords).mean
+        top = target_w[int(np.argmax(mean))]
+        if previous is not None and not np.allclose(pick, previous):
+            moved += 1  # only for a mixture the posterior is 90 % sure beats the old pick
+            assert p_better(model, pick, [previous], coords)[0] >= 0.9
+            assert np.allclose(pick, top)
+        elif previous is not None and not np.allclose(top, previous):
+            kept += 1  # the best mean is elsewhere, but not surely better: the pick stays
+            assert p_better(model, top, [previous], coords)[0] < 0.9
+        previous = pick
+    # Seen on this table: the pick held 7 times against a better mean and moved twice.
+    assert kept > 0 and moved > 0, "the test saw no pick held or moved"

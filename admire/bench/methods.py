@@ -40,7 +40,7 @@ V0 = {
     "fidelity_scaling": False,
     "informative_fidelity_prior": False,
     "use_curves": False,
-    "trial_aware_cost": False,
+    "pricing": "cost",
 }
 """admire as it was before the knowledge gradient (0.2): the ablation of everything since."""
 
@@ -62,8 +62,10 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "admire-mes": ("admire", lambda p: {**_base(p), "acquisition": "mf-mes"}),
     "admire-warm": ("admire", lambda p: {**_base(p), "warm_start": True}),
     "admire-cautious": ("admire", lambda p: {**_base(p), "caution": 1.0}),
+    "admire-argmax": ("admire", lambda p: {**_base(p), "switch_confidence": 0.5}),
     "admire-unscaled": ("admire", lambda p: {**_base(p), "fidelity_scaling": False}),
-    "admire-costonly": ("admire", lambda p: {**_base(p), "trial_aware_cost": False}),
+    "admire-costonly": ("admire", lambda p: {**_base(p), "pricing": "cost"}),
+    "admire-trialaware": ("admire", lambda p: {**_base(p), "pricing": "trials"}),
     "admire-nocurves": ("admire", lambda p: {**_base(p), "use_curves": False}),
 }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -59,6 +59,9 @@ class History:
     """Estimated cost of a trial at each fidelity of `SearchSpace.fidelities`."""
     trials_left: int | None = None
     """Trials the budget still allows (None: no trial cap)."""
+    pick: Mapping[str, float] | None = None
+    """The recommendation the study reported last (kept in its store, so a resumed or
+    reloaded study hands over the same one); an optimiser may keep it standing."""
 
     @property
     def completed(self) -> list[TrialRecord]:

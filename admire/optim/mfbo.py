@@ -14,6 +14,7 @@ looks elsewhere, without a refit. The same trick gives q > 1 proposals, one afte
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Annotated, Literal
@@ -55,13 +56,22 @@ class MFBOOptions(Options):
     """Recommend the best `mean - caution * sd` at the target rather than the best mean:
     above 0, a mixture the model is unsure of must be predicted better by that many sds to
     displace one it knows (0: the posterior-mean argmax)."""
+    switch_confidence: Annotated[float, NO_BOOL, Field(ge=0.5, lt=1.0)] = 0.9
+    """Keep the standing pick unless the posterior says, with at least this probability, that
+    the new best mixture beats it at the target: two mixtures the runs cannot tell apart
+    would otherwise trade places on every trial (0.5: always the best posterior mean). The
+    standing pick is the study's last reported one (`History.pick`, kept in its store)."""
     use_curves: bool = True
     """Use each trial's earlier evaluations (its curve) as observations at their tokens."""
-    trial_aware_cost: bool = True
-    """Price a trial by the scarcer of the two budgets it spends: its cost over the cost
-    left, or one trial over the trials left (off: by cost alone, so that under a trial cap
-    a 0.001-unit run looks a thousand times cheaper than a target run and the study never
-    checks its cheap picks at the target)."""
+    pricing: Literal["reserve", "trials", "cost"] = "reserve"
+    """What a trial costs the acquisition. `cost`: its cost alone, so that under a trial cap a
+    0.001-unit run looks a thousand times cheaper than a target run and the study may never
+    check its cheap picks at the target. `trials`: the scarcer of the two budgets it spends,
+    its cost over the cost left or one trial over the trials left (cheap and mid-fidelity
+    runs then cost alike, and the mid ones, nearer the target, win and move the pick).
+    `reserve` (default): by cost while more trials are left than the target runs the cost
+    left allows; the trials after that are target runs (the reserve), which check at the
+    target what the cheap runs found, as far as the budget allows."""
 
 
 class AdmireOptimizer(Optimizer):
@@ -245,6 +255,12 @@ class AdmireOptimizer(Optimizer):
             if len(cand_w) == 0:
                 return None
         costs = self._prices(history, remaining, len(pending))
+        if self._in_reserve(history, remaining, len(pending)):
+            target = fids.target_index
+            keep = cand_f == target
+            if keep.any():
+                cand_w, cand_f = cand_w[keep], cand_f[keep]
+                ids = [i for i, k in zip(ids, keep, strict=True) if k]
         if self.options.acquisition == "mf-kg":
             scores = mf_kg_scores(
                 model, cand_w, cand_f, coords, costs, self.recommend_index(), target_w
@@ -260,19 +276,31 @@ class AdmireOptimizer(Optimizer):
         return Proposal(cand_w[best], fid, ids[best], self.options.acquisition, predicted)
 
     def _prices(self, history: History, remaining: float, n_pending: int) -> np.ndarray:
-        """What a trial at each fidelity costs the acquisition.
+        """What a trial at each fidelity costs the acquisition (see `MFBOOptions.pricing`).
 
         Under a trial cap, cheap trials are not nearly free: when 50 trials remain for a
         budget of 20 target runs, a 0.001-unit trial uses up 1/50 of what is left and a
-        1-unit trial 1/20, so the target run costs 2.5 of them, not 1000. Each trial is
-        priced by the larger of its shares of the cost left and of the trials left."""
+        1-unit trial 1/20, so the target run costs 2.5 of them, not 1000 (`trials`)."""
         costs = history.costs + self.options.fixed_cost
-        left = None if history.trials_left is None else history.trials_left - n_pending
-        if not self.options.trial_aware_cost or left is None or left <= 0:
+        left = self._trials_left(history, n_pending)
+        if self.options.pricing != "trials" or left is None or left <= 0:
             return costs
         if not np.isfinite(remaining) or remaining <= 0:
             return np.full_like(costs, 1.0 / left)
         return np.maximum(costs / remaining, 1.0 / left)
+
+    def _in_reserve(self, history: History, remaining: float, n_pending: int) -> bool:
+        """Whether the trials left are no more than the target runs the cost left pays for:
+        with `pricing: reserve`, from then on every trial is a target run."""
+        left = self._trials_left(history, n_pending)
+        if self.options.pricing != "reserve" or left is None or not np.isfinite(remaining):
+            return False
+        target = float(history.costs[self.space.fidelities.target_index])
+        return 0 < left <= math.floor(remaining / target + 1e-9)
+
+    @staticmethod
+    def _trials_left(history: History, n_pending: int) -> int | None:
+        return None if history.trials_left is None else history.trials_left - n_pending
 
     # ---- recommendation --------------------------------------------------------------------
     def recommend(self, history: History) -> Recommendation | None:
@@ -282,8 +310,24 @@ class AdmireOptimizer(Optimizer):
         target_w, rows = self._candidates(history, seed)
         coords = self.space.fidelities.coords()[self.recommend_index()]
         model = self.model(history)
+        standing = None
+        if history.pick is not None and set(history.pick) == set(self.space.mixtures.names):
+            pick = np.array([history.pick[n] for n in self.space.mixtures.names])
+            same = np.flatnonzero(np.abs(target_w - pick).max(axis=1) < 1e-9)
+            if len(same) == 0 and rows is None:  # a continuous study's fresh candidate cloud
+                target_w = np.vstack([target_w, pick])
+                same = np.array([len(target_w) - 1])
+            standing = int(same[0]) if len(same) else None
         pred = predict(model, target_w, coords)
         best = int(np.argmax(pred.mean - self.options.caution * pred.sd))
+        if (
+            standing is not None
+            and best != standing
+            and self.options.switch_confidence > 0.5
+            and p_better(model, target_w[best], [target_w[standing]], coords)[0]
+            < self.options.switch_confidence
+        ):
+            best = standing
         rec = self.recommendation_at(
             target_w[best],
             float(pred.mean[best]),
@@ -307,25 +351,28 @@ class AdmireOptimizer(Optimizer):
         uniform = self.space.mixtures.sample(256, 0).mean(axis=0)
         target = self.space.fidelities.fidelities[self.recommend_index()]
         runs = [r for r in history.completed if r.spec.fidelity == target]
-        points = [pick, uniform]
+        others = [uniform]
         if runs:
-            points.append(self.space.weights(max(runs, key=self.value).spec))
-        w = torch.tensor(np.array(points))
-        f = torch.as_tensor(coords, dtype=torch.float64).expand(len(points), -1)
-        with torch.no_grad():
-            post = model.posterior(encode(w, f))
-            mu = post.mean.squeeze(-1)
-            cov = post.covariance_matrix if post.mean.dim() == 2 else post.mvn.covariance_matrix
-        normal = torch.distributions.Normal(0.0, 1.0)
-
-        def p_better(j: int) -> float:
-            var = (cov[0, 0] + cov[j, j] - 2 * cov[0, j]).clamp_min(1e-18)
-            return float(normal.cdf((mu[0] - mu[j]) / var.sqrt()))
-
+            others.append(self.space.weights(max(runs, key=self.value).spec))
+        odds = p_better(model, pick, others, coords)
         return {
-            "p_better_than_uniform": p_better(1),
-            "p_better_than_best_observed": p_better(2) if runs else None,
+            "p_better_than_uniform": odds[0],
+            "p_better_than_best_observed": odds[1] if runs else None,
         }
+
+
+def p_better(model, pick: np.ndarray, others: list[np.ndarray], coords: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]
+    """P(the (maximised) objective at `pick` exceeds that at each of `others`), from the joint
+    posterior at fidelity `coords`."""
+    w = torch.tensor(np.array([pick, *others]))
+    f = torch.as_tensor(coords, dtype=torch.float64).expand(len(w), -1)
+    with torch.no_grad():
+        post = model.posterior(encode(w, f))
+        mu = post.mean.squeeze(-1)
+        cov = post.covariance_matrix if post.mean.dim() == 2 else post.mvn.covariance_matrix
+    normal = torch.distributions.Normal(0.0, 1.0)
+    var = (cov[0, 0] + cov.diagonal()[1:] - 2 * cov[0, 1:]).clamp_min(1e-18)
+    return [float(p) for p in normal.cdf((mu[0] - mu[1:]) / var.sqrt())]
 
 
 class SingleFidelityTarget(AdmireOptimizer):
