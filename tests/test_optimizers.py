@@ -13,8 +13,7 @@ import pytest
 from admire.bench.problems import load_problem
 from admire.config import Domain, OptimizerConfig, StudyConfig
 from admire.optim import OPTIMIZERS, History, Optimizer, SearchSpace, make_optimizer
-from admire.optim.acquisition import predict
-from admire.optim.mfbo import p_better
+from admire.optim.acquisition import p_better, predict
 from admire.space import FidelitySpace, MixtureSpace
 from admire.trial import COMPLETED, TrialRecord, TrialSpec, trial_seed
 

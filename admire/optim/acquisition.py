@@ -61,6 +61,22 @@ def predict(model: SingleTaskGP, weights: np.ndarray, coords: np.ndarray) -> Pre
     return Prediction(torch.cat(means).numpy(), torch.cat(sds).numpy())
 
 
+def p_better(
+    model: SingleTaskGP, pick: np.ndarray, others: list[np.ndarray], coords: np.ndarray
+) -> list[float]:
+    """P(the (maximised) objective at `pick` exceeds that at each of `others`), from the joint
+    posterior at fidelity `coords`."""
+    w = torch.tensor(np.array([pick, *others]))
+    f = torch.as_tensor(coords, dtype=torch.float64).expand(len(w), -1)
+    with torch.no_grad():
+        post = model.posterior(encode(w, f))
+        mu = post.mean.squeeze(-1)
+        cov = post.covariance_matrix if post.mean.dim() == 2 else post.mvn.covariance_matrix
+    normal = torch.distributions.Normal(0.0, 1.0)
+    var = (cov[0, 0] + cov.diagonal()[1:] - 2 * cov[0, 1:]).clamp_min(1e-18)
+    return [float(p) for p in normal.cdf((mu[0] - mu[1:]) / var.sqrt())]
+
+
 def _cost_lookup(coords: Tensor, costs: Tensor) -> GenericDeterministicModel:
     def cost(x: Tensor) -> Tensor:
         fid = x[..., -coords.shape[-1] :]

@@ -3,9 +3,11 @@
 1. A space-filling initial design at the cheapest fidelity (regenerated from the study seed).
 2. The multi-fidelity GP of `surrogate.py` over (mixture, fidelity), refitted on every
    decision from the completed trials.
-3. Cost-aware multi-fidelity max-value entropy search (`acquisition.py`) over a finite,
-   exactly feasible candidate set (`candidates.py`).
-4. The recommendation: the best posterior mean at the target fidelity.
+3. A cost-aware multi-fidelity knowledge gradient (`acquisition.py`) over a finite, exactly
+   feasible candidate set (`candidates.py`); under a trial cap the last trials the budget
+   allows are kept for target runs (`pricing`).
+4. The recommendation: the best posterior mean at the target fidelity, unless the posterior
+   is not sure enough that it beats the pick standing (`switch_confidence`).
 
 Trials still running are taken into account by conditioning the model on its own posterior
 mean at their inputs (the "kriging believer"): their uncertainty collapses, so the acquisition
@@ -24,7 +26,7 @@ import torch
 from pydantic import Field
 
 from admire.config import NO_BOOL, Fidelity
-from admire.optim.acquisition import mf_kg_scores, mf_mes_scores, predict
+from admire.optim.acquisition import mf_kg_scores, mf_mes_scores, p_better, predict
 from admire.optim.base import History, Optimizer, Options, Proposal, Recommendation
 from admire.optim.candidates import target_candidates
 from admire.optim.surrogate import encode, fit_surrogate, hyperparameters
@@ -359,20 +361,6 @@ class AdmireOptimizer(Optimizer):
             "p_better_than_uniform": odds[0],
             "p_better_than_best_observed": odds[1] if runs else None,
         }
-
-
-def p_better(model, pick: np.ndarray, others: list[np.ndarray], coords: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]
-    """P(the (maximised) objective at `pick` exceeds that at each of `others`), from the joint
-    posterior at fidelity `coords`."""
-    w = torch.tensor(np.array([pick, *others]))
-    f = torch.as_tensor(coords, dtype=torch.float64).expand(len(w), -1)
-    with torch.no_grad():
-        post = model.posterior(encode(w, f))
-        mu = post.mean.squeeze(-1)
-        cov = post.covariance_matrix if post.mean.dim() == 2 else post.mvn.covariance_matrix
-    normal = torch.distributions.Normal(0.0, 1.0)
-    var = (cov[0, 0] + cov.diagonal()[1:] - 2 * cov[0, 1:]).clamp_min(1e-18)
-    return [float(p) for p in normal.cdf((mu[0] - mu[1:]) / var.sqrt())]
 
 
 class SingleFidelityTarget(AdmireOptimizer):
