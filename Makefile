@@ -64,6 +64,7 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/proposal_time.py
 	$(BIN)/python benchmarks/proxy_throughput.py
+	$(BIN)/python benchmarks/workers_speedup.py
 
 # The optimiser benchmark suite: every method on every problem, SEEDS seeds (admire bench --help).
 SEEDS ?= 20

@@ -239,8 +239,9 @@ class DomainSource(_Strict):
     `path` to text (a folder of `.txt`/`.md` files, a `.jsonl` file, a Hugging Face dataset
     folder written by `save_to_disk`, a `.parquet` file or a folder of them; the text is in
     `text_field`) or to tokens already made (a nanoGPT-style `.bin` file of `dtype`, a `.npy`
-    array, or a folder holding `train.bin`/`val.bin` or `train.npy`/`val.npy`), used as they
-    are. `split` picks the split of a saved `DatasetDict`."""
+    array, or a folder holding `train.bin`/`val.bin` or `train.npy`/`val.npy`, used as they
+    are; or the `ids_field` column of a tokenised saved dataset or Parquet, copied once into
+    the cache, never tokenised again). `split` picks the split of a saved `DatasetDict`."""
 
     builtin: str | None = None
     path: str | None = None
@@ -248,6 +249,10 @@ class DomainSource(_Strict):
     dtype: Literal["uint16", "uint32"] = "uint16"
     """Token ids' type in a `.bin` file (nanoGPT writes uint16); `.npy` files carry theirs."""
     split: str | None = None
+    ids_field: str | None = None
+    """A column of token ids (e.g. `input_ids`) of a saved dataset or Parquet files: the
+    domain is those ids (the tokenizer they were made with gives the vocabulary), not
+    `text_field` tokenised by the study."""
 
     @model_validator(mode="after")
     def _one_source(self) -> DomainSource:

@@ -396,7 +396,7 @@ class StudyStore:
 
     def last_pick(self, parent_id: str, names: Sequence[str]) -> dict[str, float] | None:
         """The mixture the study reported last (its `rec.weight.<domain>` metrics), or None."""
-        metrics = self.client.get_run(parent_id).data.metrics
+        metrics = self.study_run(parent_id).data.metrics
         keys = [f"rec.weight.{n}" for n in names]
         if not all(k in metrics for k in keys):
             return None

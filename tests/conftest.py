@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from admire.config import load_config
+
 REPO = Path(__file__).resolve().parent.parent
 STUDIES = REPO / "studies"
 
@@ -108,3 +110,11 @@ def finished_pile(tmp_path_factory: pytest.TempPathFactory, _migrated_db: Path) 
     config = pile_config(budget={"max_trials": 6, "max_cost": 20.0}, optimizer={"n_initial": 4})
     Study.create(parse_config(config), tracking_uri=uri).optimize(progress=False)
     return uri
+
+
+def ray_command_study(command: str, **ray_settings: object) -> dict:
+    """The command-example study, its trainer replaced by `command`, run through Ray."""
+    data = load_config(STUDIES / "command-example.yaml").model_dump(mode="json")
+    trial = data["runner"] | {"command": command, "cwd": str(STUDIES.parent)}
+    data["runner"] = {"kind": "ray", "num_cpus": 1, "trial": trial, **ray_settings}
+    return data

@@ -14,7 +14,7 @@ from admire.runners import TrialSpec, make_runner
 from admire.runners.ray import RayRunner
 from admire.study import Study
 from admire.tracking import COMPLETED
-from tests.conftest import STUDIES, proxy_config
+from tests.conftest import STUDIES, proxy_config, ray_command_study
 
 ray = pytest.importorskip(
     "ray", reason="the `ray` extra is not installed (pip install 'admire[ray]'; CI installs it)"
@@ -31,18 +31,10 @@ def local_ray():  # type: ignore[no-untyped-def]
     ray.shutdown()
 
 
-def _command_study(command: str, **ray_settings: object) -> dict:
-    """The command-example study, its trainer replaced by `command`, run through Ray."""
-    data = load_config(STUDIES / "command-example.yaml").model_dump(mode="json")
-    trial = data["runner"] | {"command": command, "cwd": str(STUDIES.parent)}
-    data["runner"] = {"kind": "ray", "num_cpus": 1, "trial": trial, **ray_settings}
-    return data
-
-
 def _runner(script: str, tmp_path: Path, **ray_settings: object) -> RayRunner:
     path = tmp_path / "trainer.py"
     path.write_text(script)
-    runner = make_runner(parse_config(_command_study(f"{{python}} {path}", **ray_settings)))
+    runner = make_runner(parse_config(ray_command_study(f"{{python}} {path}", **ray_settings)))
     assert isinstance(runner, RayRunner)
     return runner
 
@@ -73,7 +65,7 @@ def test_trials_called_from_several_threads_run_at_once(tmp_path: Path) -> None:
     (tmp_path / "checked-in").mkdir()
     (tmp_path / "trainer.py").write_text(RENDEZVOUS)
     command = f"{{python}} {tmp_path / 'trainer.py'} {tmp_path / 'checked-in'} {LOCAL_CPUS}"
-    runner = make_runner(parse_config(_command_study(command)))
+    runner = make_runner(parse_config(ray_command_study(command)))
     results = {}
 
     def run(i: int) -> None:
@@ -112,13 +104,13 @@ def test_a_dead_worker_is_retried_then_reported(tmp_path: Path) -> None:
     path = tmp_path / "trainer.py"
     path.write_text(KILL_WORKER_ONCE)
     command = f"{{python}} {path} {tmp_path / 'killed-once'}"
-    retried = make_runner(parse_config(_command_study(command, retries=1)))
+    retried = make_runner(parse_config(ray_command_study(command, retries=1)))
     result = retried.run(_spec(0))
     assert not result.failed, result.error
     assert result.metrics["loss.code"] == 2.0
 
     command = f"{{python}} {path} {tmp_path / 'killed-again'}"
-    no_retry = make_runner(parse_config(_command_study(command, retries=0)))
+    no_retry = make_runner(parse_config(ray_command_study(command, retries=0)))
     result = no_retry.run(_spec(1))
     assert result.failed
     assert "the Ray worker running it died, also on its 0 retries" in result.error
@@ -131,7 +123,7 @@ def test_more_gpus_than_the_local_ray_has_fail_instead_of_waiting(tmp_path: Path
 
 
 def test_a_study_on_ray_logs_every_trial_like_the_local_runner(tracking_uri: str) -> None:
-    data = _command_study(load_config(STUDIES / "command-example.yaml").runner.command)
+    data = ray_command_study(load_config(STUDIES / "command-example.yaml").runner.command)
     study = Study.create(parse_config(data), tracking_uri=tracking_uri)
     study.optimize(max_trials=2, progress=False)
     trials = study.trials

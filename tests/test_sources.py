@@ -16,8 +16,8 @@ import pytest
 from tokenizers import Tokenizer
 
 from admire import Study
-from admire.config import parse_config
-from admire.proxy.corpus import EOT, prepare_corpus, read_domain, train_tokenizer
+from admire.config import ConfigError, parse_config
+from admire.proxy.corpus import EOT, check_sources, prepare_corpus, read_domain, train_tokenizer
 from tests.conftest import proxy_config
 
 
@@ -47,6 +47,16 @@ def user_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     np.save(root / "verses.npy", _ids(tok, texts[1].documents))
 
     datasets.Dataset.from_dict({"text": _docs("code")}).save_to_disk(str(root / "hf"))
+    # Tokenised with `Dataset.map`, as most pipelines leave it: the text kept beside its ids.
+    docs = texts[0].documents[:40]
+    tokenised = datasets.Dataset.from_dict({"text": docs}).map(
+        lambda row: {"input_ids": [*tok.encode(row["text"]).ids, tok.token_to_id(EOT)]}
+    )
+    datasets.DatasetDict({"train": tokenised}).save_to_disk(str(root / "hf-ids"))
+    ids_pq = root / "ids-pq"
+    ids_pq.mkdir()
+    rows = [[*e.ids, tok.token_to_id(EOT)] for e in tok.encode_batch(texts[1].documents)]
+    pq.write_table(pa.table({"tokens": rows}), ids_pq / "part-0.parquet")
     shards = root / "pq"
     shards.mkdir()
     i18n = _docs("i18n")
@@ -58,6 +68,8 @@ def user_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "npy": root / "verses.npy",
         "hf": root / "hf",
         "pq": shards,
+        "hf-ids": root / "hf-ids",
+        "ids-pq": ids_pq,
     }
 
 
@@ -68,6 +80,8 @@ def _runner(user_data: dict[str, Path], cache: Path) -> dict:
             "verses": str(user_data["npy"]),
             "code": str(user_data["hf"]),
             "i18n": {"path": str(user_data["pq"]), "text_field": "content"},
+            "legal": {"path": str(user_data["hf-ids"]), "ids_field": "input_ids"},
+            "psalms": {"path": str(user_data["ids-pq"]), "ids_field": "tokens"},
         },
         "tokenizer": {"file": str(user_data["tok"])},
         "cache_dir": str(cache),
@@ -76,7 +90,7 @@ def _runner(user_data: dict[str, Path], cache: Path) -> dict:
 
 def test_each_format_is_read_as_it_is(user_data: dict[str, Path], tmp_path: Path) -> None:
     data = proxy_config(tmp_path / "cache", **_runner(user_data, tmp_path / "cache"))
-    data["domains"] = ["owt", "verses", "code", "i18n"]
+    data["domains"] = ["owt", "verses", "code", "i18n", "legal", "psalms"]
     config = parse_config(data).runner
     corpus = prepare_corpus(config, data["domains"], log=lambda _: None)
     owt, verses = corpus.domains["owt"], corpus.domains["verses"]
@@ -95,6 +109,17 @@ def test_each_format_is_read_as_it_is(user_data: dict[str, Path], tmp_path: Path
         assert dom.provenance["source"] == str(source) and dom.train_tokens > 1000
     assert corpus.vocab_size == Tokenizer.from_file(str(user_data["tok"])).get_vocab_size()
     assert corpus.manifest()["domain.owt.format"] == "token ids (uint16)"
+    # Token-id columns are the very ids, copied once into the cache: never tokenised again.
+    hf_ids = datasets.load_from_disk(str(user_data["hf-ids"]))["train"]["input_ids"]
+    pq_ids = pq.read_table(user_data["ids-pq"] / "part-0.parquet").column("tokens").to_pylist()
+    for name, rows in (("legal", hf_ids), ("psalms", pq_ids)):
+        dom = corpus.domains[name]
+        assert np.array_equal(np.concatenate([dom.train(), dom.val()]), np.concatenate(rows))
+        assert Path(dom.train_part.path).parent == tmp_path / "cache" / "ids"
+    copies = sorted((tmp_path / "cache" / "ids").iterdir())
+    stamps = [p.stat().st_mtime_ns for p in copies]
+    prepare_corpus(config, data["domains"], log=lambda _: None)
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "cache" / "ids").iterdir())] == stamps
 
 
 def test_token_domains_need_only_a_vocabulary_size(
@@ -117,12 +142,60 @@ def test_a_proxy_trial_trains_on_every_format(
     user_data: dict[str, Path], tmp_path: Path, tracking_uri: str
 ) -> None:
     data = proxy_config(tmp_path / "cache", **_runner(user_data, tmp_path / "cache"))
-    data["domains"] = ["owt", "verses", "code", "i18n"]
+    data["domains"] = ["owt", "verses", "code", "i18n", "legal", "psalms"]
     data["budget"] = {"max_trials": 2}
     study = Study.create(parse_config(data), tracking_uri=tracking_uri)
     study.optimize(max_trials=1, progress=False)
     (trial,) = study.trials
     assert trial.state == "COMPLETED", trial.error
     losses = {k: v for k, v in trial.metrics.items() if k.startswith("loss.")}
-    assert set(losses) == {"loss.owt", "loss.verses", "loss.code", "loss.i18n"}
+    assert set(losses) == {f"loss.{d}" for d in data["domains"]}
     assert all(0 < v < 10 for v in losses.values())
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ({"path": "hf-ids", "ids_field": "text"}, "column 'text' holds string, not lists of token"),
+        (
+            {"path": "hf-ids", "ids_field": "ids"},
+            "no column 'ids' (columns: text, input_ids; set ids_field)",
+        ),
+        (
+            {"path": "ids-pq", "ids_field": "input_ids"},
+            "no column 'input_ids' (columns: tokens; set ids_field)",
+        ),
+        ({"path": "owt", "ids_field": "input_ids"}, "is neither"),
+        ({"path": "nowhere", "ids_field": "input_ids"}, "nowhere does not exist"),
+    ],
+)
+def test_a_bad_token_id_column_is_refused_before_the_study_starts(
+    user_data: dict[str, Path], tmp_path: Path, tracking_uri: str, source: dict, message: str
+) -> None:
+    source = source | {"path": str(user_data.get(source["path"], tmp_path / source["path"]))}
+    data = proxy_config(
+        tmp_path / "cache", sources={"legal": source}, tokenizer={"file": str(user_data["tok"])}
+    )
+    data["domains"] = ["legal", "code"]
+    with pytest.raises(ConfigError, match=r"runner\.sources\.legal: ") as err:
+        Study.create(parse_config(data), tracking_uri=tracking_uri)
+    assert message in str(err.value)
+    assert not (tmp_path / "cache" / "ids").exists()
+
+
+def test_token_ids_outside_the_vocabulary_are_refused(
+    user_data: dict[str, Path], tmp_path: Path
+) -> None:
+    data = proxy_config(
+        tmp_path,
+        sources={
+            "legal": {"path": str(user_data["hf-ids"]), "ids_field": "input_ids"},
+            "verses": str(user_data["npy"]),
+        },
+        tokenizer={"vocab_size": 300},
+    )
+    data["domains"] = ["legal", "verses"]
+    with pytest.raises(
+        ConfigError, match=r"sources\.legal: .* is not below the vocabulary size 300"
+    ):
+        check_sources(parse_config(data).runner, data["domains"])

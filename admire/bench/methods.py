@@ -66,6 +66,7 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "admire-unscaled": ("admire", lambda p: {**_base(p), "fidelity_scaling": False}),
     "admire-costonly": ("admire", lambda p: {**_base(p), "pricing": "cost"}),
     "admire-trialaware": ("admire", lambda p: {**_base(p), "pricing": "trials"}),
+    "admire-nocheck": ("admire", lambda p: {**_base(p), "check_pick": False}),
     "admire-nocurves": ("admire", lambda p: {**_base(p), "use_curves": False}),
 }
 

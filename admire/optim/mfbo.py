@@ -62,9 +62,15 @@ class MFBOOptions(Options):
     """Keep the standing pick unless the posterior says, with at least this probability, that
     the new best mixture beats it at the target: two mixtures the runs cannot tell apart
     would otherwise trade places on every trial (0.5: always the best posterior mean). The
-    standing pick is the study's last reported one (`History.pick`, kept in its store)."""
+    standing pick is the study's last reported one (`History.pick`, kept in its store), and
+    it is held only once it has been run at the target: before that it is a prediction from
+    cheaper runs, and the next of them should be free to move it."""
     use_curves: bool = True
     """Use each trial's earlier evaluations (its curve) as observations at their tokens."""
+    check_pick: bool = True
+    """When the acquisition buys a target run and the standing pick, predicted from cheaper
+    runs, has not been run at the target: run the pick instead. The study's answer is then
+    a measured mixture, and a cheap pick the target disagrees with is found out at once."""
     pricing: Literal["reserve", "trials", "cost"] = "reserve"
     """What a trial costs the acquisition. `cost`: its cost alone, so that under a trial cap a
     0.001-unit run looks a thousand times cheaper than a target run and the study may never
@@ -272,10 +278,33 @@ class AdmireOptimizer(Optimizer):
                 model, cand_w, cand_f, coords, costs, self.recommend_index(), target_w, seed
             )
         best = int(np.argmax(scores))
+        how = self.options.acquisition
+        check = self._check_pick(history, pending, int(cand_f[best]))
+        if check is not None:
+            (cand_w, cand_f, ids), best, how = check, 0, "check-pick"
         pred = predict(model, cand_w[best : best + 1], coords[int(cand_f[best])])
         predicted = (self.space.sign * float(pred.mean[0]), float(pred.sd[0]))
         fid = fids.fidelities[int(cand_f[best])]
-        return Proposal(cand_w[best], fid, ids[best], self.options.acquisition, predicted)
+        return Proposal(cand_w[best], fid, ids[best], how, predicted)
+
+    def _check_pick(
+        self, history: History, pending: list[TrialSpec], chosen: int
+    ) -> tuple[np.ndarray, np.ndarray, list[str | None]] | None:
+        """With `check_pick`, when the acquisition has chosen a run at the recommendation's
+        fidelity and the standing pick has not been run there (nor is running): the pick
+        instead, as a one-candidate set (weights, fidelity index, pool id)."""
+        at = self.recommend_index()
+        if not self.options.check_pick or chosen != at or len(self.allowed()) < 2:
+            return None
+        pick = self._standing(history)
+        if pick is None or self._has_run(history, pending, pick, at):
+            return None
+        if self.space.pool is None:
+            return pick[None, :], np.array([at]), [None]
+        for row in self.free_rows(history, [at], pending):
+            if np.abs(row.weights - pick).max() < 1e-9:
+                return row.weights[None, :], np.array([at]), [row.pool_id]
+        return None
 
     def _prices(self, history: History, remaining: float, n_pending: int) -> np.ndarray:
         """What a trial at each fidelity costs the acquisition (see `MFBOOptions.pricing`).
@@ -313,8 +342,8 @@ class AdmireOptimizer(Optimizer):
         coords = self.space.fidelities.coords()[self.recommend_index()]
         model = self.model(history)
         standing = None
-        if history.pick is not None and set(history.pick) == set(self.space.mixtures.names):
-            pick = np.array([history.pick[n] for n in self.space.mixtures.names])
+        pick = self._verified_pick(history)
+        if pick is not None:
             same = np.flatnonzero(np.abs(target_w - pick).max(axis=1) < 1e-9)
             if len(same) == 0 and rows is None:  # a continuous study's fresh candidate cloud
                 target_w = np.vstack([target_w, pick])
@@ -337,6 +366,33 @@ class AdmireOptimizer(Optimizer):
             None if rows is None else rows[best].pool_id,
         )
         return replace(rec, **self._odds(model, history, target_w[best], coords))
+
+    def _standing(self, history: History) -> np.ndarray | None:
+        """The study's standing pick as weights in domain order, if it has one."""
+        names = self.space.mixtures.names
+        if history.pick is None or set(history.pick) != set(names):
+            return None
+        return np.array([history.pick[n] for n in names])
+
+    def _has_run(
+        self, history: History, pending: Sequence[TrialSpec], weights: np.ndarray, at: int
+    ) -> bool:
+        """Whether a completed or pending trial ran `weights` at fidelity index `at`."""
+        fid = self.space.fidelities.fidelities[at]
+        specs = [r.spec for r in history.completed] + list(pending)
+        return any(
+            s.fidelity == fid and np.abs(self.space.weights(s) - weights).max() < 1e-9
+            for s in specs
+        )
+
+    def _verified_pick(self, history: History) -> np.ndarray | None:
+        """The standing pick, if it has been run at the recommendation's fidelity: only a
+        measured pick is held against a better posterior mean. An unmeasured one stands on
+        the model alone, so the next cheap run that moves the model may move it too."""
+        pick = self._standing(history)
+        if pick is None or not self._has_run(history, (), pick, self.recommend_index()):
+            return None
+        return pick
 
     def predict(
         self, history: History, weights: np.ndarray

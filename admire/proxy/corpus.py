@@ -36,12 +36,14 @@ from admire.proxy.default_corpus import (
 from admire.proxy.formats import (
     TokenSlice,
     hf_documents,
+    id_range,
     is_hf_dataset,
     is_token_source,
     parquet_documents,
     parquet_files,
     scan,
     token_slices,
+    write_ids,
 )
 
 EOT = "<|endoftext|>"
@@ -220,13 +222,14 @@ def _source_path(source: DomainSource, base: Path | None) -> Path:
 def token_domain_names(
     config: ProxyRunnerConfig, domains: list[str], base: Path | None = None
 ) -> list[str]:
-    """The domains whose source is token ids already made (`.bin`, `.npy`)."""
+    """The domains whose source is token ids already made (`.bin`, `.npy`, or the `ids_field`
+    column of a saved dataset or Parquet files)."""
     return [
         name
         for name in domains
         if (src := config.sources.get(name)) is not None
         and src.path is not None
-        and is_token_source(_source_path(src, base))
+        and (src.ids_field is not None or is_token_source(_source_path(src, base)))
     ]
 
 
@@ -259,6 +262,8 @@ def token_domain(
     path = _source_path(source, base)
     where = f"runner.sources.{name}"
     try:
+        if source.ids_field is not None:
+            path = _id_array(source, path, config)
         train, val = token_slices(path, source.dtype, config.val_fraction)
         for part, label in ((train, "training"), (val, "validation")):
             if part.count <= config.seq_len + 1:
@@ -272,8 +277,63 @@ def token_domain(
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
     provenance = {"source": str(path), "format": f"token ids ({np.dtype(train.dtype).name})"}
+    if source.ids_field is not None:
+        provenance |= {"source": str(_source_path(source, base)), "ids_field": source.ids_field}
     folder = path if path.is_dir() else path.parent
     return TokenizedDomain(name, train, val, digest.hexdigest(), provenance, folder)
+
+
+def _id_array(source: DomainSource, path: Path, config: ProxyRunnerConfig) -> Path:
+    """The `.npy` copy in the cache of a saved dataset's or Parquet's token-id column, made
+    once per version of its files (keyed by their names, sizes and times)."""
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist")
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stats = [(str(p.relative_to(path) if path.is_dir() else p.name), *_stat(p)) for p in files]
+    key = hashlib.sha256(
+        json.dumps(
+            {"files": stats, "field": source.ids_field, "split": source.split}, sort_keys=True
+        ).encode()
+    ).hexdigest()[:20]
+    out = cache_root(config) / "ids" / f"{path.name}-{key}.npy"
+    if not out.is_file():
+        write_ids(path, str(source.ids_field), source.split, out)
+    return out
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def check_ids(
+    name: str, source: DomainSource, config: ProxyRunnerConfig, vocab: tuple[int, str]
+) -> None:
+    """Refuse a token-id column that cannot be a domain: missing, not lists of integers, ids
+    outside the vocabulary, too few for a training and a validation window. Writes nothing."""
+    path = _source_path(source, None)
+    try:
+        if not path.exists():
+            raise ConfigError(f"{path} does not exist")
+        count, low, high = id_range(path, str(source.ids_field), source.split)
+        if low < 0:
+            raise ConfigError(f"{path}: column '{source.ids_field}' holds negative ids ({low})")
+        if high >= vocab[0]:
+            raise ConfigError(
+                f"{path}: token id {high} is not below the vocabulary size {vocab[0]} "
+                f"({vocab[1]}); give the vocab_size or tokenizer file the ids were made with"
+            )
+        window = config.seq_len + 1
+        if (
+            round(count * config.val_fraction) <= window
+            or count * (1 - config.val_fraction) <= window
+        ):
+            raise ConfigError(
+                f"{path}: {count} token ids, too few for a training and a validation window "
+                f"of runner.seq_len + 1 = {window} (val_fraction {config.val_fraction})"
+            )
+    except ConfigError as err:
+        raise ConfigError(f"runner.sources.{name}: {err}") from None
 
 
 def check_sources(config: ProxyRunnerConfig, domains: list[str]) -> None:
@@ -298,7 +358,10 @@ def check_sources(config: ProxyRunnerConfig, domains: list[str]) -> None:
     if tokens:
         vocab = _vocabulary(config, tokens, texts, None)
         for name in tokens:
-            token_domain(name, config.sources[name], config, vocab)
+            if config.sources[name].ids_field is not None:
+                check_ids(name, config.sources[name], config, vocab)
+            else:
+                token_domain(name, config.sources[name], config, vocab)
     elif config.tokenizer.file:
         _user_tokenizer(Path(config.tokenizer.file).expanduser())
 

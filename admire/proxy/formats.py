@@ -48,29 +48,46 @@ def _text(value: object, where: str, field: str) -> str:
 
 def parquet_documents(files: list[Path], field: str) -> Iterator[str]:
     """The `field` column of each file, row by row, in file order."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     for path in files:
-        try:
-            pf = pq.ParquetFile(path)
-        except (pa.ArrowException, OSError) as err:
-            raise ConfigError(f"{path}: not a Parquet file ({_first_line(err)})") from None
-        names = pf.schema_arrow.names
-        if field not in names:
-            raise ConfigError(
-                f"{path}: no column '{field}' (columns: {', '.join(names)}; set text_field)"
-            )
         row = 0
-        for batch in pf.iter_batches(columns=[field], batch_size=1024):
+        for batch in _parquet_file(path, field).iter_batches(columns=[field], batch_size=1024):
             for value in batch.column(0).to_pylist():
                 row += 1
                 yield _text(value, f"{path}: row {row}", field)
 
 
+def _parquet_file(path: Path, field: str, setting: str = "text_field"):  # type: ignore[no-untyped-def]
+    """The open Parquet file, refused unless it has column `field` (the error names the
+    study setting that chose it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise ConfigError(f"{path}: not a Parquet file ({_first_line(err)})") from None
+    names = pf.schema_arrow.names
+    if field not in names:
+        raise ConfigError(
+            f"{path}: no column '{field}' (columns: {', '.join(names)}; set {setting})"
+        )
+    return pf
+
+
 def hf_documents(folder: Path, field: str, split: str | None) -> Iterator[str]:
     """The `field` column of a dataset saved with `save_to_disk`, row by row (`split` of a
     DatasetDict)."""
+    ds = _saved_dataset(folder, split, field)
+    row = 0
+    for batch in ds.select_columns([field]).iter(batch_size=1024):
+        for value in batch[field]:
+            row += 1
+            yield _text(value, f"{folder}: row {row}", field)
+
+
+def _saved_dataset(folder: Path, split: str | None, field: str, setting: str = "text_field"):  # type: ignore[no-untyped-def]
+    """The saved Dataset (the `split` of a DatasetDict), refused unless it has `field` (the
+    error names the study setting that chose it)."""
     try:
         import datasets
     except ImportError:
@@ -94,13 +111,72 @@ def hf_documents(folder: Path, field: str, split: str | None) -> Iterator[str]:
         raise ConfigError(f"{folder}: one Dataset, not a DatasetDict; remove `split`")
     if field not in ds.column_names:
         raise ConfigError(
-            f"{folder}: no column '{field}' (columns: {', '.join(ds.column_names)}; set text_field)"
+            f"{folder}: no column '{field}' (columns: {', '.join(ds.column_names)}; set {setting})"
         )
-    row = 0
-    for batch in ds.select_columns([field]).iter(batch_size=1024):
-        for value in batch[field]:
-            row += 1
-            yield _text(value, f"{folder}: row {row}", field)
+    return ds
+
+
+# ---- token-id columns (a tokenised saved dataset or Parquet) -------------------------------
+def id_batches(path: Path, field: str, split: str | None) -> Iterator[np.ndarray]:
+    """The token ids of column `field` (a list of ids per row, as `Dataset.map` with a
+    tokenizer writes `input_ids`) of a saved dataset or of Parquet files, flattened in row
+    order, one array per batch (read from Arrow's memory map, not decoded row by row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for where, column in _id_columns(path, field, split):
+        kind = column.type
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not (
+            pa.types.is_integer(kind.value_type)
+        ):
+            raise ConfigError(f"{where}: column '{field}' holds {kind}, not lists of token ids")
+        yield pc.list_flatten(column).to_numpy(zero_copy_only=False)
+
+
+def _id_columns(path: Path, field: str, split: str | None) -> Iterator[tuple[Path, object]]:
+    """(file or folder, Arrow column) batches of `field`."""
+    if is_hf_dataset(path):
+        ds = _saved_dataset(path, split, field, "ids_field").select_columns([field])
+        for table in ds.with_format("arrow").iter(batch_size=8192):
+            yield path, table.column(0)
+        return
+    files = parquet_files(path)
+    if not files:
+        raise ConfigError(
+            f"{path}: ids_field reads a saved Hugging Face dataset or Parquet files, and this "
+            "is neither"
+        )
+    for file in files:
+        yield file, _parquet_file(file, field, "ids_field").read(columns=[field]).column(0)
+
+
+def id_range(path: Path, field: str, split: str | None) -> tuple[int, int, int]:
+    """(number of ids, smallest, largest) of a token-id column (see `id_batches`)."""
+    count, low, high = 0, 0, -1
+    for ids in id_batches(path, field, split):
+        if ids.size:
+            count += ids.size
+            low, high = min(low, int(ids.min())), max(high, int(ids.max()))
+    return count, low, high
+
+
+def write_ids(path: Path, field: str, split: str | None, out: Path) -> None:
+    """Write a token-id column to `out` as one `.npy` array (uint16 when every id fits, else
+    uint32), atomically: the ids are copied once, never tokenised again."""
+    count, low, high = id_range(path, field, split)
+    if low < 0:
+        raise ConfigError(f"{path}: column '{field}' holds negative token ids ({low})")
+    dtype = np.uint16 if high < 1 << 16 else np.uint32
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{out.name}")
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(count,))
+    at = 0
+    for ids in id_batches(path, field, split):
+        arr[at : at + ids.size] = ids
+        at += ids.size
+    arr.flush()
+    del arr
+    tmp.replace(out)
 
 
 # ---- pre-tokenised arrays --------------------------------------------------------------------
