@@ -253,6 +253,9 @@ class DomainSource(_Strict):
     """A column of token ids (e.g. `input_ids`) of a saved dataset or Parquet files: the
     domain is those ids (the tokenizer they were made with gives the vocabulary), not
     `text_field` tokenised by the study."""
+    max_epochs: Annotated[float, NO_BOOL, Field(gt=0)] | None = None
+    """This domain's cap on passes over its training tokens in a target-fidelity run, in
+    place of the runner's `max_epochs` (e.g. 4 for a small curated source, 1 for web text)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> DomainSource:

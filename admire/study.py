@@ -659,7 +659,7 @@ def _capped_domains(config: StudyConfig, runner: Runner) -> list[Domain]:
     for d in domains:
         if d.max < d.min:
             raise ConfigError(
-                f"domain '{d.name}': min {d.min:g} needs more tokens than max_epochs allows "
+                f"domain '{d.name}': min {d.min:g} needs more tokens than its max_epochs allows "
                 f"(at most {d.max:.3g} of a {config.fidelities.target.tokens:g}-token run)"
             )
     if sum(d.max for d in domains) < 1.0:

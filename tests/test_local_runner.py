@@ -98,3 +98,23 @@ def test_max_epochs_caps_each_domain_by_its_size(corpus_cache: Path, tracking_ur
     with pytest.raises(ConfigError, match="max_epochs"):
         Study.create(tight, tracking_uri=tracking_uri)
     assert study.store.find_study("too-small") is None  # refused before anything was written
+
+
+def test_a_source_s_own_max_epochs_overrides_the_runner_s(
+    corpus_cache: Path, tracking_uri: str
+) -> None:
+    code = {"builtin": "code", "max_epochs": 0.5}  # a scarce source allowed more passes
+    data = proxy_config(corpus_cache, max_epochs=0.1, sources={"code": code})
+    study = Study.create(parse_config(data), tracking_uri=tracking_uri)
+    sizes = {n: d.train_tokens for n, d in study.runner.corpus.domains.items()}
+    epochs = {"code": 0.5, "legal": 0.1, "scripture": 0.1}
+    for i, name in enumerate(study.mixtures.names):
+        want = min(1.0, epochs[name] * sizes[name] / 16384)
+        assert study.mixtures._hi[i] == pytest.approx(want)
+    # Without a runner-wide cap only that source is capped.
+    alone = proxy_config(corpus_cache, sources={"code": {"builtin": "code", "max_epochs": 0.01}})
+    alone["name"] = "code-capped"
+    study = Study.create(parse_config(alone), tracking_uri=tracking_uri)
+    assert study.mixtures._hi[study.mixtures.names.index("code")] < 1.0
+    hi = dict(zip(study.mixtures.names, study.mixtures._hi, strict=True))
+    assert hi["legal"] == hi["scripture"] == 1.0

@@ -68,9 +68,10 @@ class MFBOOptions(Options):
     use_curves: bool = True
     """Use each trial's earlier evaluations (its curve) as observations at their tokens."""
     check_pick: bool = True
-    """When the acquisition buys a target run and the standing pick, predicted from cheaper
-    runs, has not been run at the target: run the pick instead. The study's answer is then
-    a measured mixture, and a cheap pick the target disagrees with is found out at once."""
+    """When the acquisition buys the study's first target run: run the standing pick,
+    predicted from cheaper runs, instead. A cheap pick the target disagrees with is then
+    found out at once (only the first: a continuous study's pick moves with almost every
+    trial, and checking each one spent the target runs on checks)."""
     pricing: Literal["reserve", "trials", "cost"] = "reserve"
     """What a trial costs the acquisition. `cost`: its cost alone, so that under a trial cap a
     0.001-unit run looks a thousand times cheaper than a target run and the study may never
@@ -290,14 +291,18 @@ class AdmireOptimizer(Optimizer):
     def _check_pick(
         self, history: History, pending: list[TrialSpec], chosen: int
     ) -> tuple[np.ndarray, np.ndarray, list[str | None]] | None:
-        """With `check_pick`, when the acquisition has chosen a run at the recommendation's
-        fidelity and the standing pick has not been run there (nor is running): the pick
-        instead, as a one-candidate set (weights, fidelity index, pool id)."""
+        """With `check_pick`, when the acquisition has chosen the first run at the
+        recommendation's fidelity (none done or running): the standing pick instead, as a
+        one-candidate set (weights, fidelity index, pool id)."""
         at = self.recommend_index()
         if not self.options.check_pick or chosen != at or len(self.allowed()) < 2:
             return None
+        fid = self.space.fidelities.fidelities[at]
+        specs = [r.spec for r in history.completed] + list(pending)
+        if any(s.fidelity == fid for s in specs):  # only the first target run checks
+            return None
         pick = self._standing(history)
-        if pick is None or self._has_run(history, pending, pick, at):
+        if pick is None:
             return None
         if self.space.pool is None:
             return pick[None, :], np.array([at]), [None]

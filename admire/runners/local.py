@@ -93,13 +93,16 @@ class LocalRunner:
 
     def domain_caps(self, tokens: float) -> dict[str, float]:
         """Upper bounds on each domain's weight so that a run of `tokens` repeats no domain
-        more than `max_epochs` times (empty when no cap is set)."""
-        if self.config.max_epochs is None:
-            return {}
-        return {
-            name: min(1.0, self.config.max_epochs * d.train_tokens / tokens)
-            for name, d in self.corpus.domains.items()
-        }
+        more than its `max_epochs` (its source's, else the runner's) times; domains with no
+        cap are left out."""
+        caps = {}
+        for name, d in self.corpus.domains.items():
+            source = self.config.sources.get(name)
+            epochs = source.max_epochs if source is not None else None
+            epochs = self.config.max_epochs if epochs is None else epochs
+            if epochs is not None:
+                caps[name] = min(1.0, epochs * d.train_tokens / tokens)
+        return caps
 
     def job(self, spec: TrialSpec) -> dict:
         """The training job of a trial: its spec, the cached corpus, the runner's settings."""
