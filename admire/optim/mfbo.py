@@ -379,25 +379,17 @@ class AdmireOptimizer(Optimizer):
             return None
         return np.array([history.pick[n] for n in names])
 
-    def _has_run(
-        self, history: History, pending: Sequence[TrialSpec], weights: np.ndarray, at: int
-    ) -> bool:
-        """Whether a completed or pending trial ran `weights` at fidelity index `at`."""
-        fid = self.space.fidelities.fidelities[at]
-        specs = [r.spec for r in history.completed] + list(pending)
-        return any(
-            s.fidelity == fid and np.abs(self.space.weights(s) - weights).max() < 1e-9
-            for s in specs
-        )
-
     def _verified_pick(self, history: History) -> np.ndarray | None:
         """The standing pick, if it has been run at the recommendation's fidelity: only a
         measured pick is held against a better posterior mean. An unmeasured one stands on
         the model alone, so the next cheap run that moves the model may move it too."""
         pick = self._standing(history)
-        if pick is None or not self._has_run(history, (), pick, self.recommend_index()):
-            return None
-        return pick
+        fid = self.space.fidelities.fidelities[self.recommend_index()]
+        measured = pick is not None and any(
+            r.spec.fidelity == fid and np.abs(self.space.weights(r.spec) - pick).max() < 1e-9
+            for r in history.completed
+        )
+        return pick if measured else None
 
     def predict(
         self, history: History, weights: np.ndarray

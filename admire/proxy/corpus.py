@@ -35,6 +35,7 @@ from admire.proxy.default_corpus import (
 )
 from admire.proxy.formats import (
     TokenSlice,
+    check_id_range,
     hf_documents,
     id_range,
     is_hf_dataset,
@@ -316,13 +317,7 @@ def check_ids(
         if not path.exists():
             raise ConfigError(f"{path} does not exist")
         count, low, high = id_range(path, str(source.ids_field), source.split)
-        if low < 0:
-            raise ConfigError(f"{path}: column '{source.ids_field}' holds negative ids ({low})")
-        if high >= vocab[0]:
-            raise ConfigError(
-                f"{path}: token id {high} is not below the vocabulary size {vocab[0]} "
-                f"({vocab[1]}); give the vocab_size or tokenizer file the ids were made with"
-            )
+        check_id_range(str(path), low, high, *vocab)
         window = config.seq_len + 1
         if (
             round(count * config.val_fraction) <= window

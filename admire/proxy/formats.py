@@ -266,11 +266,16 @@ def scan(part: TokenSlice, vocab_size: int, vocab_from: str) -> str:
     would fail on it mid-trial); `vocab_from` says where the vocabulary size came from."""
     mtime = Path(part.path).stat().st_mtime_ns
     sha, low, high = _scan(part.path, part.dtype, part.offset, part.count, mtime)
+    check_id_range(part.path, low, high, vocab_size, vocab_from)
+    return sha
+
+
+def check_id_range(where: str, low: int, high: int, vocab_size: int, vocab_from: str) -> None:
+    """Refuse ids outside [0, vocab_size): the embedding would fail on them mid-trial."""
     if low < 0:
-        raise ConfigError(f"{part.path}: holds negative token ids ({low})")
+        raise ConfigError(f"{where}: holds negative token ids ({low})")
     if high >= vocab_size:
         raise ConfigError(
-            f"{part.path}: token id {high} is not below the vocabulary size {vocab_size} "
+            f"{where}: token id {high} is not below the vocabulary size {vocab_size} "
             f"({vocab_from}); give the vocab_size or tokenizer file the ids were made with"
         )
-    return sha
