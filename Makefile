@@ -7,7 +7,7 @@ TORCH  := torch==2.13.0
 NAME   ?= demo
 ARGS   ?=
 
-.PHONY: setup setup-browser study resume status best trials export list ui test bench bench-opt \
+.PHONY: setup setup-browser study resume status best trials export list delete ui test bench bench-opt \
 	faults lint clean-venv
 
 setup: $(STAMP)
@@ -52,6 +52,10 @@ export: setup
 
 list: setup
 	$(BIN)/python -m admire list
+
+# Soft-deletes the study's runs (restorable with MLflow); asks first unless ARGS=--yes.
+delete: setup
+	$(BIN)/python -m admire delete $(NAME) $(ARGS)
 
 ui: setup
 	@echo "a study's page: python -m admire status NAME prints its link (model-training view)"

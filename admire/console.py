@@ -7,13 +7,13 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from admire.report import trial_line
+from admire.space import label
 from admire.tracking import (
     COMPLETED,
     FAILED,
     RUNNING,
     StudyStore,
     TrialRecord,
-    fidelity_name,
     is_driven,
     trial_name,
     ui_url,
@@ -59,7 +59,7 @@ def status_text(study: Study) -> str:
     counts = Counter(r.state for r in records)
     of_trials = f" of {budget.max_trials}" if budget.max_trials else ""
     of_cost = f" of {budget.max_cost:g}" if budget.max_cost else ""
-    by_fid = Counter(fidelity_name(r.spec.fidelity) for r in records)
+    by_fid = Counter(label(r.spec.fidelity) for r in records)
     lines = [
         f"study {study.name}"
         + (f": {study.config.description}" if study.config.description else "")
@@ -80,7 +80,7 @@ def status_text(study: Study) -> str:
             started = study.store.client.get_run(r.run_id).info.start_time / 1000
             verb = "running now" if state.startswith("running") else "was running"
             lines.append(
-                f"  {verb}: {trial_name(r.spec.index)} at {fidelity_name(r.spec.fidelity)}, "
+                f"  {verb}: {trial_name(r.spec.index)} at {label(r.spec.fidelity)}, "
                 f"started {(now - started) / 60:.1f} min ago"
             )
     rec = study.best()

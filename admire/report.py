@@ -20,6 +20,7 @@ from mlflow.entities import Metric
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from admire import figures
+from admire.space import label
 from admire.tracking import (
     COMPLETED,
     COST,
@@ -27,7 +28,6 @@ from admire.tracking import (
     OBJECTIVE,
     RUNNING,
     TrialRecord,
-    fidelity_name,
     run_name,
     trial_name,
 )
@@ -53,7 +53,7 @@ PROGRESS_KEYS = (
 
 def metric_key(fid: Fidelity) -> str:
     """A fidelity as a metric-name part: `60M_1B`."""
-    return fidelity_name(fid).removesuffix(" tok").replace(" × ", "_")
+    return label(fid).removesuffix(" tok").replace(" × ", "_")
 
 
 def after_trial(study: Study, records: list[TrialRecord], rec: Recommendation | None) -> None:
@@ -99,11 +99,12 @@ def recommendation_dict(
     study: Study, rec: Recommendation, records: list[TrialRecord]
 ) -> dict[str, Any]:
     """The recommendation as plain data: what `recommendation.json` and `admire best --json`
-    hold."""
+    hold. A trial still running has not informed the pick, so it is not counted."""
+    done = [r for r in records if r.state != RUNNING]
     return {
         "study": study.name,
-        "after_trial": trial_name(records[-1].spec.index) if records else None,
-        "trials": len(records),
+        "after_trial": trial_name(done[-1].spec.index) if done else None,
+        "trials": len(done),
         "objective": study.metrics,
         "direction": study.config.objective.direction,
         "fidelity": rec.fidelity,
@@ -144,7 +145,7 @@ def trial_line(
     )
     best = "" if rec is None else f" | best (pred.) {rec.predicted:.4f} ± {rec.predicted_sd:.4f}"
     return (
-        f"[{study_name}] {trial_name(last.spec.index)}{n} {fidelity_name(last.spec.fidelity):<15} "
+        f"[{study_name}] {trial_name(last.spec.index)}{n} {label(last.spec.fidelity):<15} "
         f"{last.step:<7} -> {result} | cost {spent:.4g}{budget}{best}"
     )
 
@@ -193,8 +194,8 @@ def draw(study: Study, records: list[TrialRecord], rec: Recommendation | None) -
     if logged:
         out["fidelity_usage"] = figures.fidelity_usage(
             [cost_at[r.spec.index] for r in logged],
-            [fidelity_name(r.spec.fidelity) for r in logged],
-            [fidelity_name(f) for f in study.fidelities.fidelities],
+            [label(r.spec.fidelity) for r in logged],
+            [label(f) for f in study.fidelities.fidelities],
         )
     steps = sorted(s for s in history["recommended_predicted"] if s in cost_at)
     if steps:
@@ -241,7 +242,7 @@ def domain_effects(
 def _curves(records: list[TrialRecord]) -> dict[str, tuple[str, list]]:
     # The study computes each trial's objective curve (`TrialRecord.objective_curve`).
     return {
-        trial_name(r.spec.index): (fidelity_name(r.spec.fidelity), r.objective_curve)
+        trial_name(r.spec.index): (label(r.spec.fidelity), r.objective_curve)
         for r in records
         if len(r.objective_curve) >= 2
     }

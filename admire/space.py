@@ -191,6 +191,15 @@ class FidelitySpace:
         return 6.0 * self.params[i] * self.fidelities[i].tokens
 
 
+def short_count(x: float) -> str:
+    """A count in K/M/B/T with up to three significant digits: 2.5e10 -> `25B`."""
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
 def label(fid: Fidelity) -> str:
-    """Short human label of a fidelity, e.g. `60M x 1e+09 tok`."""
-    return f"{fid.model_size} x {fid.tokens:.3g} tok"
+    """A fidelity for reading, as the run list, console and recommendation show it:
+    `60M × 1B tok`."""
+    return f"{fid.model_size} × {short_count(fid.tokens)} tok"

@@ -92,9 +92,16 @@ class Study:
     what to run next and what to recommend are its `optimizer`'s (`optimizer.kind` in the
     study file), which sees only the trial history read back from MLflow.
 
-    >>> study = Study.create("studies/pile-replay.yaml")
-    >>> study.optimize()
-    >>> Study.load("pile-replay").resume(max_trials=10)
+    >>> import tempfile
+    >>> uri = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"  # the default is mlruns/mlflow.db
+    >>> study = Study.create("studies/pile-replay.yaml", tracking_uri=uri)
+    >>> rec = study.optimize(max_trials=4, progress=False)  # no arguments: the whole budget
+    >>> rec.fidelity, round(sum(rec.weights.values()), 6)
+    ('1B × 25B tok', 1.0)
+    >>> again = Study.load("pile-replay", tracking_uri=uri)  # e.g. in a new process
+    >>> _ = again.resume(max_trials=2, progress=False)
+    >>> [r.spec.index for r in again.trials]
+    [0, 1, 2, 3, 4, 5]
     """
 
     def __init__(
@@ -144,7 +151,20 @@ class Study:
     ) -> Study:
         """Start a new study from a config (or a YAML path). Refuses to replace an existing
         study unless `overwrite=True`, which soft-deletes the old runs first. `runner` replaces
-        the one the config names (a custom runner, or a wrapped one as the benchmark uses)."""
+        the one the config names (a custom runner, or a wrapped one as the benchmark uses).
+
+        >>> import tempfile
+        >>> uri = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
+        >>> study = Study.create("studies/pile-replay.yaml", tracking_uri=uri)
+        >>> study.name, len(study.trials), study.mixtures.names[:2]
+        ('pile-replay', 0, ('arxiv', 'freelaw'))
+        >>> Study.create("studies/pile-replay.yaml", tracking_uri=uri)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        admire.study.StudyExistsError: study 'pile-replay' already exists in ... (0 trials). ...
+        >>> Study.create("studies/pile-replay.yaml", tracking_uri=uri, overwrite=True).name
+        'pile-replay'
+        """
         base = None
         if not isinstance(config, StudyConfig):
             base = Path(config).resolve().parent
@@ -176,7 +196,18 @@ class Study:
         cls, name: str, *, tracking_uri: str | None = None, runner: Runner | None = None
     ) -> Study:
         """Open an existing study by name, with the config it was created with; `runner`
-        replaces the one the config names (a custom runner, as in `create`)."""
+        replaces the one the config names (a custom runner, as in `create`).
+
+        >>> import tempfile
+        >>> uri = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
+        >>> _ = Study.create("studies/pile-replay.yaml", tracking_uri=uri)
+        >>> Study.load("pile-replay", tracking_uri=uri).config.budget.max_trials
+        40
+        >>> Study.load("pile-cc", tracking_uri=uri)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        admire.study.StudyNotFoundError: no study 'pile-cc' in ...; studies there: pile-replay
+        """
         store = StudyStore(tracking_uri, create=False)
         parent = store.find_study(name)
         if parent is None:
@@ -261,7 +292,18 @@ class Study:
 
     def best(self) -> Recommendation | None:
         """The optimiser's recommended mixture for the target fidelity (None before any
-        trial has completed)."""
+        trial has completed): its weights for every domain, predicted objective and sd.
+
+        >>> import tempfile
+        >>> uri = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
+        >>> study = Study.create("studies/pile-replay.yaml", tracking_uri=uri)
+        >>> study.best() is None
+        True
+        >>> _ = study.optimize(max_trials=3, progress=False)
+        >>> best = study.best()
+        >>> len(best.weights) == len(study.mixtures.names), best.predicted_sd > 0
+        (True, True)
+        """
         return self._recommend(self.trials)
 
     @property
@@ -560,10 +602,7 @@ class Study:
         at_target = [
             r.objective for r in records if r.objective is not None and r.spec.fidelity == target
         ]
-        values = {
-            "cumulative_cost": spent,
-            "trials_completed": sum(r.state == COMPLETED for r in records),
-        }
+        values = {"cumulative_cost": spent}
         if at_target:
             maximize = self.config.objective.direction == "maximize"
             values["best_objective_target"] = (max if maximize else min)(at_target)

@@ -37,6 +37,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from admire.config import Fidelity, StudyConfig, parse_config
+from admire.space import label
 from admire.trial import (
     COMPLETED,
     COST,
@@ -169,19 +170,6 @@ def is_driven(uri: str, name: str) -> bool:
     return False
 
 
-def short_count(x: float) -> str:
-    """A count in K/M/B/T with up to three significant digits: 2.5e10 -> `25B`."""
-    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(x) >= div:
-            return f"{x / div:.3g}{suffix}"
-    return f"{x:.3g}"
-
-
-def fidelity_name(fid: Fidelity) -> str:
-    """A fidelity for reading: `60M × 1B tok`."""
-    return f"{fid.model_size} × {short_count(fid.tokens)} tok"
-
-
 def trial_name(index: int) -> str:
     """The short name of trial `index` (`t017`), shared by the run list and the console."""
     return f"t{index:03d}"
@@ -190,7 +178,7 @@ def trial_name(index: int) -> str:
 def run_name(spec: TrialSpec, objective: float | None = None, top: int = 3) -> str:
     """A trial's run name for the MLflow run list:
     `t017 · 60M × 1B tok · obj 3.412 · github .31 pile_cc .22 …` (the heaviest domains)."""
-    parts = [trial_name(spec.index), fidelity_name(spec.fidelity)]
+    parts = [trial_name(spec.index), label(spec.fidelity)]
     if objective is not None:
         parts.append(f"obj {objective:.4g}")
     heavy = sorted(spec.weights.items(), key=lambda kv: -kv[1])
@@ -259,7 +247,7 @@ def study_params(config: StudyConfig) -> list[Param]:
         "objective": ", ".join(config.objective.metrics),
         "objective.aggregate": config.objective.aggregate,
         "objective.direction": config.objective.direction,
-        "fidelities": ", ".join(fidelity_name(f) for f in fids.grid()),
+        "fidelities": ", ".join(label(f) for f in fids.grid()),
         "target_fidelity": f"{target.model_size}@{target.tokens:g}",
         "max_trials": config.budget.max_trials,
         "max_cost": config.budget.max_cost,
@@ -516,7 +504,7 @@ class StudyStore:
         params += [
             Param("model_size", spec.fidelity.model_size),
             Param("tokens", f"{spec.fidelity.tokens:.0f}"),
-            Param("fidelity", fidelity_name(spec.fidelity)),
+            Param("fidelity", label(spec.fidelity)),
             Param("seed", str(spec.seed)),
         ]
         if spec.pool_id is not None:

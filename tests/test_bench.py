@@ -113,8 +113,9 @@ def test_bench_writes_the_summary_plots_and_mlflow_run(
     assert "random.final_regret_median" in run.data.metrics
 
 
-def test_any_run_table_csv_is_a_problem(tmp_path: Path) -> None:
-    table = RunTable.load("regmix-pile")
+def _small_table(path: Path, score: bool = False) -> Path:
+    """A slice of the RegMix table as a user's CSV: the 1M runs and all 1B runs; with `score`,
+    a score column to maximise (`score.pile_cc` = 10 - `loss.pile_cc`)."""
     src = Path(__file__).resolve().parent.parent / "admire" / "data" / "regmix_pile.csv"
     with src.open() as fh:
         rows = list(csv.DictReader(fh))
@@ -122,11 +123,21 @@ def test_any_run_table_csv_is_a_problem(tmp_path: Path) -> None:
         r for r in rows if r["model_size"] == "1B"
     ]
     keep = list({r["run_id"]: r for r in keep}.values())
-    path = tmp_path / "my runs.csv"
+    fields = list(rows[0])
+    if score:
+        fields.append("metric.score.pile_cc")
+        for r in keep:
+            r["metric.score.pile_cc"] = repr(10.0 - float(r["metric.loss.pile_cc"]))
     with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         w.writerows(keep)
+    return path
+
+
+def test_any_run_table_csv_is_a_problem(tmp_path: Path) -> None:
+    table = RunTable.load("regmix-pile")
+    path = _small_table(tmp_path / "my runs.csv")
     problem = load_problem(str(path), target="1B", objective=["loss.pile_cc"], budget=3.0)
     assert problem.config.fidelities.target.model_size == "1B"
     assert problem.name == "my-runs"  # a file name with a space makes a valid study name
@@ -136,3 +147,63 @@ def test_any_run_table_csv_is_a_problem(tmp_path: Path) -> None:
     assert trace.costs[-1] <= 3.0 + 1e-9
     with pytest.raises(ValueError, match="needs --target"):
         load_problem(str(path))
+
+
+def test_a_maximised_score_is_benched_as_its_negated_loss(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _small_table(tmp_path / "scores.csv", score=True)
+    common = {"target": "1B", "budget": 3.0}
+    loss = load_problem(str(path), objective=["loss.pile_cc"], **common)
+    score = load_problem(str(path), objective=["score.pile_cc"], direction="maximize", **common)
+    assert score.config.objective.direction == "maximize"
+    # the bench minimises sign * objective: the best score is the best loss, negated
+    assert score.best == pytest.approx(loss.best - 10.0)
+    for method in ("random", "sf-target"):
+        a = run_one(_small(loss, 3.0, 8), method, seed=2)
+        b = run_one(_small(score, 3.0, 8), method, seed=2)
+        assert b.costs == a.costs
+        assert min(b.regrets) >= 0.0
+        np.testing.assert_allclose(b.regrets, a.regrets, atol=1e-6)
+    from admire.cli import main
+
+    out = tmp_path / "bench"
+    argv = ["bench", str(path), "--target", "1B", "--objective", "score.pile_cc"]
+    argv += ["--direction", "maximize", "--budget", "2", "--seeds", "2", "--methods", "random"]
+    assert main([*argv, "--workers", "1", "--out", str(out)]) == 0
+    with (out / "summary.csv").open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["method"] == "random" and float(row["final_regret_median"]) >= 0.0
+
+
+def _row(method: str, stays: float, final: float, budget: float = 20.0) -> dict:
+    return {
+        "method": method,
+        "budget": budget,
+        "cost_to_best_stable_median": stays,
+        "final_regret_median": final,
+    }
+
+
+def test_the_verdict_is_against_the_best_other_method_per_problem() -> None:
+    from admire.bench.verdict import format_verdict, verdict
+
+    rows = [
+        _row("admire", 0.03, 0.0),
+        _row("admire-nocheck", 0.01, 0.0),  # an ablation is admire itself, not a rival
+        _row("sf-cheap", 0.05, 0.0),
+        _row("regression", 3.5, 0.0),
+        _row("admire-ref", 19.0, 0.0),
+    ]
+    v = verdict("pile-pool", rows)
+    assert v is not None and v["measure"] == "stays-from" and v["best_other"] == "sf-cheap"
+    assert v["ratio"] == pytest.approx(0.6) and v["meets"]
+    assert v["vs_admire_ref"] == pytest.approx(0.03 / 19.0)
+    # no pick ever settles on the best: the final regrets decide, and 1.69x is not met
+    unsettled = [_row("admire", 10, 0.0914, 10), _row("sf-target", 10, 0.054, 10)]
+    w = verdict("pile-continuous", unsettled)
+    assert w is not None and w["measure"] == "final regret" and not w["meets"]
+    assert w["ratio"] == pytest.approx(0.0914 / 0.054)
+    assert verdict("x", [_row("random", 20, 0.1)]) is None
+    text = format_verdict([v, w])
+    assert "pile-pool" in text and "NOT met" in text and text.endswith("met on 1 of 2 problems")

@@ -144,6 +144,19 @@ def test_status_of_a_running_then_crashed_study(
         assert "  running now: t001 at 1M × 1B tok" in out
         code, out, _ = cli(capsys, tracking_uri, "list")
         assert "running" in out
+        # what the other commands answer while the driver holds the study
+        code, out, _ = cli(capsys, tracking_uri, "best", "pile-replay", "--json")
+        best = json.loads(out)
+        assert code == 0 and best["after_trial"] == "t000"  # the finished trial only
+        assert set(best["weights"]) == set(DOMAINS)
+        code, out, _ = cli(capsys, tracking_uri, "trials", "pile-replay")
+        rows = [ln.split()[:2] for ln in out.splitlines()[1:]]
+        assert code == 0 and rows == [["t000", "COMPLETED"], ["t001", "RUNNING"]]
+        code, out, _ = cli(capsys, tracking_uri, "trials", "pile-replay", "--csv")
+        df = pd.read_csv(io.StringIO(out))
+        assert df["state"].tolist() == ["COMPLETED", "RUNNING"] and pd.isna(df["objective"][1])
+        code, out, _ = cli(capsys, tracking_uri, "export", "pile-replay", "--format", "json")
+        assert code == 0 and json.loads(out)["weights"] == best["weights"]
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()

@@ -10,7 +10,8 @@ from mlflow.tracking import MlflowClient
 from admire import Study
 from admire.config import Fidelity
 from admire.runners.base import TrialSpec
-from admire.tracking import run_name, short_count
+from admire.space import short_count
+from admire.tracking import run_name
 
 
 def test_run_names_read_at_a_glance() -> None:
@@ -79,22 +80,3 @@ def test_trials_dataframe_has_one_row_per_trial(finished_pile: str) -> None:
     assert {"objective", "cost", "loss.pile_cc", "weight.github", "model_size"} <= set(df.columns)
     assert df.filter(like="weight.").sum(axis=1).tolist() == pytest.approx([1.0] * 6)
     assert df["cost"].sum() == pytest.approx(study.spent())
-
-
-@pytest.mark.parametrize("target", ["study", "attach", "export"])
-def test_docstring_examples_run(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import doctest
-
-    from admire import export
-    from tests.conftest import REPO
-
-    monkeypatch.chdir(REPO)  # the example opens studies/pile-replay.yaml
-    obj, globs = {
-        "study": (Study.trials_dataframe, {"Study": Study}),
-        "attach": (Study.attach, {"Study": Study}),
-        "export": (export.token_counts, {"token_counts": export.token_counts}),
-    }[target]
-    runner = doctest.DocTestRunner()
-    for test in doctest.DocTestFinder().find(obj, target, globs=globs):
-        runner.run(test)
-    assert runner.summarize(verbose=False).failed == 0

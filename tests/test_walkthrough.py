@@ -2,10 +2,10 @@
 
 It clones the repository's committed state (what a newcomer gets), writes a small study file
 as the README's "Study files" describes (the shipped pile-replay study with a 4-trial budget,
-so that it takes seconds), and runs `make study`, `make status`, `make best ARGS=--json` and
-`make export` there, checking what each prints. The existing virtual environment is reused
-instead of a fresh `make setup` (minutes of installing): `BIN` points make at it and `-o`
-tells make that the clone's install stamp is up to date.
+so that it takes seconds), and runs `make study`, `make status`, `make best ARGS=--json`,
+`make export`, `make list` and `make delete` there, checking what each prints. The existing
+virtual environment is reused instead of a fresh `make setup` (minutes of installing): `BIN`
+points make at it and `-o` tells make that the clone's install stamp is up to date.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_clone_run_status_best_export(clone: Path) -> None:
     out = _make(clone, "study", "NAME=first")
     lines = out.splitlines()
     assert any(line.startswith("[first] t003 (4 of 4) 1") for line in lines), out
-    assert "recommended mixture at 1B x 2.5e+10 tok" in out
+    assert "recommended mixture at 1B × 25B tok" in out
     assert (clone / "mlruns" / "mlflow.db").is_file()  # the default store, in the clone
 
     status = _make(clone, "status", "NAME=first")
@@ -84,3 +84,9 @@ def test_clone_run_status_best_export(clone: Path) -> None:
     assert mix["interleave_datasets"]["domains"] == list(best["weights"])
     assert sum(mix["interleave_datasets"]["probabilities"]) == pytest.approx(1.0)
     assert sum(mix["tokens"].values()) == 25_000_000_000
+
+    listed = _make(clone, "list")
+    assert "first" in listed and "stopped" in listed, listed
+    gone = _make(clone, "delete", "NAME=first", "ARGS=--yes")
+    assert gone.startswith("deleted study 'first' ("), gone
+    assert _make(clone, "list").startswith("no studies in sqlite:///")

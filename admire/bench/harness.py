@@ -24,11 +24,13 @@ import numpy as np
 
 from admire.bench.methods import METHODS, method_optimizer
 from admire.bench.problems import SUITE, PaidRunner, Problem, load_problem
+from admire.bench.verdict import VERDICT_COLUMNS, format_verdict, verdict
 
 REGRET_BUDGETS = (1, 2, 5, 10, 20)
 SUMMARY_COLUMNS = [
     "method",
     "seeds",
+    "budget",
     "reached_best",
     "cost_to_best_median",
     "cost_to_best_q25",
@@ -187,6 +189,7 @@ def summarise(
         row = {
             "method": method,
             "seeds": len(ts),
+            "budget": budget,
             "reached_best": sum(any(r <= tol for r in t.regrets) for t in ts) / len(ts),
             "cost_to_best_median": q50,
             "cost_to_best_q25": q25,
@@ -285,6 +288,10 @@ def run_bench(
     plot_best_so_far(traces, budget, uninformed, out / "best_so_far.png", problem.name)
     plot_fidelity_usage(traces, problem, out / "fidelity_usage.png")
     _log_mlflow(problem, out, rows, seeds)
+    judged = verdict(problem.name, rows)
+    if judged is not None:
+        _write_verdict(out / "verdict.csv", [judged])
+        log(format_verdict([judged]))
     return rows
 
 
@@ -311,7 +318,23 @@ def run_suite(
         for row in rows:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
     log(f"suite: {len(rows)} rows in {time.perf_counter() - start:.0f} s -> {out / 'summary.csv'}")
+    verdicts = [
+        v
+        for name in dict.fromkeys(r["problem"] for r in rows)
+        if (v := verdict(name, [r for r in rows if r["problem"] == name])) is not None
+    ]
+    if verdicts:
+        _write_verdict(out / "verdict.csv", verdicts)
+        log(format_verdict(verdicts))
     return rows
+
+
+def _write_verdict(path: Path, verdicts: list[dict]) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=VERDICT_COLUMNS)
+        w.writeheader()
+        for v in verdicts:
+            w.writerow({k: (f"{x:.6g}" if isinstance(x, float) else x) for k, x in v.items()})
 
 
 def _uninformed_regret(problem: Problem) -> float:
