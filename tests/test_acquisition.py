@@ -98,3 +98,24 @@ def test_the_target_ranking_is_learned_mostly_from_cheap_runs(synth) -> None:
     assert np.corrcoef(-pred_t.mean, truth_t)[0, 1] > 0.5
     # Its pick is better than a mixture drawn at random from the simplex is, typically.
     assert truth_t[np.argmax(pred_t.mean)] < np.median(truth_t)
+
+
+def test_the_discrepancy_term_keeps_the_cheap_ranking_and_widens_the_target(synth) -> None:
+    """`discrepancy: true` (delta(w), local in fidelity): before any target run the target
+    ranking still follows the cheap runs, and it is less sure of the target than the shared
+    term alone, since the target may have a landscape of its own."""
+    _, runner, space, fids = synth
+    observed = space.space_filling(12, seed=0)
+    coords = fids.coords()
+    y = [[-runner.value(w, fids.fidelities[0])] for w in observed]
+    x = encode(torch.tensor(observed), torch.tensor(coords[[0] * 12]))
+    cand = space.sample(64, seed=1)
+    preds = []
+    for discrepancy in (False, True):
+        torch.manual_seed(0)
+        model = fit_surrogate(x, torch.tensor(y, dtype=torch.float64), discrepancy=discrepancy)
+        preds.append(predict(model, cand, coords[fids.target_index]))
+    shared, delta = preds
+    rank = np.corrcoef(np.argsort(np.argsort(shared.mean)), np.argsort(np.argsort(delta.mean)))
+    assert rank[0, 1] > 0.9
+    assert np.median(delta.sd) > np.median(shared.sd)

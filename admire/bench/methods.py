@@ -68,6 +68,7 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "admire-trialaware": ("admire", lambda p: {**_base(p), "pricing": "trials"}),
     "admire-nocheck": ("admire", lambda p: {**_base(p), "check_pick": False}),
     "admire-nocurves": ("admire", lambda p: {**_base(p), "use_curves": False}),
+    "admire-delta": ("admire", lambda p: {**_base(p), "discrepancy": True}),
 }
 
 

@@ -51,6 +51,10 @@ class MFBOOptions(Options):
     """Expect a cheap fidelity to rank mixtures much like the target until the data say
     otherwise (off: BoTorch's dimension-scaled prior, under which a study with runs at one
     fidelity only takes every other fidelity to be unrelated; an ablation)."""
+    discrepancy: bool = False
+    """Add a fidelity-local term delta(w) with its own mixture lengthscales to the GP (see
+    `surrogate.py`): the target may then have a landscape of its own, not only a scaled copy
+    of the cheap one (an ablation, off by default)."""
     warm_start: bool = False
     """Start each GP fit from the previous one's hyperparameters (an ablation, off by
     default: faster fits, but on the suite they got stuck and the pick wandered)."""
@@ -120,6 +124,7 @@ class AdmireOptimizer(Optimizer):
                 y,
                 scaled=self.options.fidelity_scaling,
                 informative=self.options.informative_fidelity_prior,
+                discrepancy=self.options.discrepancy,
                 warm=warm,
             )
         self._model_cache = (key, model)

@@ -18,6 +18,11 @@ tokens, scaled to [0, 1]). The kernel is
   a cheap run's noise would otherwise swamp the target's small differences. Together this is
   the autoregressive (co-kriging) structure
   f_target = rho * (a_target / a_cheap) * f_cheap + delta, with rho and the scales learned.
+- With `discrepancy`, a second mixture kernel with its own lengthscales, local in fidelity,
+  adds delta(w): what the target (or any fidelity) does that the cheaper ones do not show.
+  The shared term alone forces one mixture landscape, up to scale, on every fidelity; many
+  cheap runs then set its lengthscales and the target's runs can only shift it. Its prior
+  keeps it small until runs at a fidelity disagree with the others.
 - k_bias absorbs the large per-fidelity offsets in loss (a 1M model's loss is nats above a
   1B model's) with an honest uncertainty where a fidelity has not been run yet.
 
@@ -41,6 +46,7 @@ from botorch.models.utils.gpytorch_modules import (
     get_covar_module_with_dim_scaled_prior,
     get_gaussian_likelihood_with_lognormal_prior,
 )
+from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel, RBFKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.likelihoods.noise_models import HomoskedasticNoise
@@ -55,6 +61,11 @@ FIDELITY_LENGTHSCALE_MODE = 2.0
 FIDELITY_PRIOR_SCALE = 0.75
 # From scratch, L-BFGS spends most of its steps polishing the last digits of the marginal
 # likelihood; warm-started from the previous trial's fit it needs far fewer.
+# delta(w) decorrelates within a fraction of the fidelity grid: at the prior's mode, runs a
+# quarter of the grid apart share a third of it, the two ends of the grid nothing.
+DISCREPANCY_LENGTHSCALE_MODE = 0.25
+# Its variance relative to the shared term's: about a tenth at the mode.
+DISCREPANCY_SCALE_MODE = 0.1
 FIT_MAXITER = 150
 WARM_MAXITER = 40
 
@@ -124,13 +135,15 @@ def fit_surrogate(
     *,
     scaled: bool = True,
     informative: bool = True,
+    discrepancy: bool = False,
     warm: dict[str, Tensor] | None = None,
 ) -> SingleTaskGP:
     """Fit the multi-fidelity GP to encoded inputs (n, k + 2) and outcomes (n, 1) (maximised).
 
     `scaled=False` drops a(f) (one amplitude for every fidelity; an ablation);
     `informative=False` gives the fidelity kernel BoTorch's dimension-scaled prior instead of
-    one that expects cheap fidelities to be informative (an ablation). `warm` is the
+    one that expects cheap fidelities to be informative (an ablation); `discrepancy` adds
+    the fidelity-local delta(w) term. `warm` is the
     state of a previous fit of the same structure to start the optimisation from."""
     k = train_x.shape[-1] - N_FIDELITY_DIMS
     mix_dims = list(range(k))
@@ -143,6 +156,8 @@ def fit_surrogate(
     )
     k_bias = get_covar_module_with_dim_scaled_prior(ard_num_dims=2, active_dims=fid_dims)
     signal: Kernel = k_mix * k_fid
+    if discrepancy:
+        signal = signal + _discrepancy_kernel(mix_dims, fid_dims)
     likelihood = None
     if scaled:
         signal = FidelityScaled(signal, fid_dims)
@@ -182,6 +197,23 @@ def _fidelity_kernel(fid_dims: list[int]) -> Kernel:
     prior = LogNormalPrior(math.log(mode) + FIDELITY_PRIOR_SCALE**2, FIDELITY_PRIOR_SCALE)
     kernel = RBFKernel(ard_num_dims=len(fid_dims), active_dims=fid_dims, lengthscale_prior=prior)
     kernel.lengthscale = torch.full_like(kernel.lengthscale, mode)
+    return kernel
+
+
+def _discrepancy_kernel(mix_dims: list[int], fid_dims: list[int]) -> Kernel:
+    """delta(w, f): its own mixture lengthscales (BoTorch's dimension-scaled prior) times an
+    RBF over the fidelity coordinates with a short lengthscale, scaled small a priori."""
+    k_mix = get_covar_module_with_dim_scaled_prior(ard_num_dims=len(mix_dims), active_dims=mix_dims)
+    mode = DISCREPANCY_LENGTHSCALE_MODE
+    prior = LogNormalPrior(math.log(mode) + 0.5**2, 0.5)
+    k_fid = RBFKernel(ard_num_dims=len(fid_dims), active_dims=fid_dims, lengthscale_prior=prior)
+    k_fid.lengthscale = torch.full_like(k_fid.lengthscale, mode)
+    scale_prior = LogNormalPrior(math.log(DISCREPANCY_SCALE_MODE) + 1.0, 1.0)
+    # Bounded away from 0, where its log-normal prior has no density.
+    kernel = ScaleKernel(
+        k_mix * k_fid, outputscale_prior=scale_prior, outputscale_constraint=GreaterThan(1e-4)
+    )
+    kernel.outputscale = torch.tensor(DISCREPANCY_SCALE_MODE)
     return kernel
 
 
