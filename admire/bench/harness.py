@@ -290,7 +290,7 @@ def run_bench(
     _log_mlflow(problem, out, rows, seeds)
     judged = verdict(problem.name, rows)
     if judged is not None:
-        _write_verdict(out / "verdict.csv", [judged])
+        _write_table(out / "verdict.csv", VERDICT_COLUMNS, [judged])
         log(format_verdict([judged]))
     return rows
 
@@ -312,11 +312,7 @@ def run_suite(
             {"problem": name, **r}
             for r in run_bench(name, seeds, out / name, methods, workers, log=log)
         ]
-    with (out / "summary.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["problem", *SUMMARY_COLUMNS])
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    _write_table(out / "summary.csv", ["problem", *SUMMARY_COLUMNS], rows)
     log(f"suite: {len(rows)} rows in {time.perf_counter() - start:.0f} s -> {out / 'summary.csv'}")
     verdicts = [
         v
@@ -324,17 +320,18 @@ def run_suite(
         if (v := verdict(name, [r for r in rows if r["problem"] == name])) is not None
     ]
     if verdicts:
-        _write_verdict(out / "verdict.csv", verdicts)
+        _write_table(out / "verdict.csv", VERDICT_COLUMNS, verdicts)
         log(format_verdict(verdicts))
     return rows
 
 
-def _write_verdict(path: Path, verdicts: list[dict]) -> None:
+def _write_table(path: Path, columns: list[str], rows: list[dict]) -> None:
+    """Rows as a CSV, floats to six significant digits."""
     with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=VERDICT_COLUMNS)
+        w = csv.DictWriter(fh, fieldnames=columns)
         w.writeheader()
-        for v in verdicts:
-            w.writerow({k: (f"{x:.6g}" if isinstance(x, float) else x) for k, x in v.items()})
+        for row in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def _uninformed_regret(problem: Problem) -> float:
@@ -359,11 +356,7 @@ def _write(out: Path, traces: list[Trace], rows: list[dict]) -> None:
                 w.writerow(
                     [t.method, t.seed, i, fid, f"{c:.6g}", f"{f:.6g}", f"{r:.6g}", f"{s:.4g}"]
                 )
-    with (out / "summary.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS)
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    _write_table(out / "summary.csv", SUMMARY_COLUMNS, rows)
 
 
 def format_summary(rows: list[dict], columns: list[str] | None = None) -> str:

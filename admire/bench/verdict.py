@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 BAR = 1.25
+STAYS = "cost_to_best_stable_median"
 VERDICT_COLUMNS = [
     "problem",
     "measure",
@@ -41,17 +42,20 @@ def verdict(problem: str, rows: list[dict]) -> dict | None:
     others = [r for r in rows if is_other(r["method"])]
     if mine is None or not others:
         return None
-    stays = "cost_to_best_stable_median"
     budget = float(mine["budget"])
-    settled = any(float(r[stays]) < budget - 1e-9 for r in [mine, *others])
-    key = stays if settled else "final_regret_median"
+
+    def settles(row: dict) -> bool:
+        return float(row[STAYS]) < budget - 1e-9
+
+    settled = any(settles(r) for r in [mine, *others])
+    key = STAYS if settled else "final_regret_median"
     best = min(others, key=lambda r: float(r[key]))
     ratio = _ratio(float(mine[key]), float(best[key]))
     ref = by_method.get("admire-ref")
     # The reference bar applies where the reference itself settles on the best.
     vs_ref = (
-        _ratio(float(mine[stays]), float(ref[stays]))
-        if ref is not None and float(ref[stays]) < budget - 1e-9
+        _ratio(float(mine[STAYS]), float(ref[STAYS]))
+        if ref is not None and settles(ref)
         else math.nan
     )
     return {

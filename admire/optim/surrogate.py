@@ -59,13 +59,13 @@ from torch import Tensor
 N_FIDELITY_DIMS = 2
 FIDELITY_LENGTHSCALE_MODE = 2.0
 FIDELITY_PRIOR_SCALE = 0.75
-# From scratch, L-BFGS spends most of its steps polishing the last digits of the marginal
-# likelihood; warm-started from the previous trial's fit it needs far fewer.
 # delta(w) decorrelates within a fraction of the fidelity grid: at the prior's mode, runs a
 # quarter of the grid apart share a third of it, the two ends of the grid nothing.
 DISCREPANCY_LENGTHSCALE_MODE = 0.25
 # Its variance relative to the shared term's: about a tenth at the mode.
 DISCREPANCY_SCALE_MODE = 0.1
+# From scratch, L-BFGS spends most of its steps polishing the last digits of the marginal
+# likelihood; warm-started from the previous trial's fit it needs far fewer.
 FIT_MAXITER = 150
 WARM_MAXITER = 40
 
@@ -143,8 +143,8 @@ def fit_surrogate(
     `scaled=False` drops a(f) (one amplitude for every fidelity; an ablation);
     `informative=False` gives the fidelity kernel BoTorch's dimension-scaled prior instead of
     one that expects cheap fidelities to be informative (an ablation); `discrepancy` adds
-    the fidelity-local delta(w) term. `warm` is the
-    state of a previous fit of the same structure to start the optimisation from."""
+    the fidelity-local delta(w) term. `warm` is the state of a previous fit of the same
+    structure to start the optimisation from."""
     k = train_x.shape[-1] - N_FIDELITY_DIMS
     mix_dims = list(range(k))
     fid_dims = [k, k + 1]
