@@ -119,3 +119,99 @@ def test_the_discrepancy_term_keeps_the_cheap_ranking_and_widens_the_target(synt
     rank = np.corrcoef(np.argsort(np.argsort(shared.mean)), np.argsort(np.argsort(delta.mean)))
     assert rank[0, 1] > 0.9
     assert np.median(delta.sd) > np.median(shared.sd)
+
+
+@pytest.mark.parametrize("discrepancy", [False, True])
+def test_the_fit_loss_is_gpytorchs_marginal_likelihood_with_its_priors(synth, discrepancy) -> None:
+    """The dense loss the fit minimises is GPyTorch's exact marginal log likelihood (priors
+    included), negated, in value and gradient, at the fitted and at perturbed
+    hyperparameters, with the fidelity-scaled noise of observations at three fidelities."""
+    from botorch.optim.closures import get_loss_closure_with_grads
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    from admire.optim.surrogate import _dense_loss
+
+    _, runner, space, fids = synth
+    observed = space.space_filling(15, seed=2)
+    index = [i % 3 for i in range(15)]
+    coords = fids.coords()
+    y = [[-runner.value(w, fids.fidelities[i])] for w, i in zip(observed, index, strict=True)]
+    x = encode(torch.tensor(observed), torch.tensor(coords[index]))
+    torch.manual_seed(0)
+    model = fit_surrogate(x, torch.tensor(y, dtype=torch.float64), discrepancy=discrepancy)
+    model.train()
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    params = {k: v for k, v in mll.named_parameters() if v.requires_grad}
+    for step in range(2):
+        value, grads = get_loss_closure_with_grads(mll, params)()
+        grads = [g.clone() for g in grads]
+        dense_value, dense_grads = _dense_loss(mll)()
+        assert torch.isclose(value, dense_value, rtol=1e-10)
+        for g, h in zip(grads, dense_grads, strict=True):
+            assert torch.allclose(g, h, rtol=1e-8, atol=1e-10)
+        with torch.no_grad():
+            for p in params.values():
+                p.add_(0.3 * (step + 1))
+
+
+def test_the_leave_one_out_density_is_the_gp_conditioned_on_the_others(synth) -> None:
+    """The closed form equals, row by row, the GP's prediction of each observation from the
+    others (same hyperparameters), in the outcome's own units."""
+    from admire.optim.surrogate import loo_log_density
+
+    _, runner, space, fids = synth
+    observed = space.space_filling(12, seed=3)
+    index = [i % 3 for i in range(12)]
+    model = _fit(runner, fids, observed, index)
+    x, z = model.train_inputs[0], model.train_targets
+    with torch.no_grad():
+        cov = model.covar_module(x).to_dense() + torch.diag_embed(
+            model.likelihood.noise_covar(x).diagonal()
+        )
+        m = model.mean_module(x)
+    std = model.outcome_transform.stdvs.squeeze()
+    for i in range(12):
+        rest = torch.arange(12) != i
+        solve = torch.linalg.solve(cov[rest][:, rest], cov[rest, i])
+        mean = m[i] + solve @ (z[rest] - m[rest])
+        var = cov[i, i] - cov[i, rest] @ solve
+        expected = torch.distributions.Normal(mean * std, var.sqrt() * std).log_prob(z[i] * std)
+        mask = torch.zeros(12, dtype=torch.bool)
+        mask[i] = True
+        assert loo_log_density(model, mask) == pytest.approx(float(expected.detach()), rel=1e-6)
+
+
+@pytest.mark.parametrize("faithful", [True, False])
+def test_validate_transfer_drops_cheap_runs_only_where_they_mislead(faithful: bool) -> None:
+    """Twelve cheap and six target runs of a 3-domain problem. When the cheap fidelity ranks
+    mixtures as the target does, the multi-fidelity GP predicts the target runs better and
+    is kept; when it ranks them in reverse, the target runs alone do, and only target runs
+    are proposed."""
+    from admire.config import Fidelity
+    from admire.optim import History, SearchSpace, make_optimizer
+    from admire.trial import COMPLETED, TrialRecord, TrialSpec
+
+    mixtures = MixtureSpace(names=("a", "b", "c"), lower=(0.0,) * 3, upper=(1.0,) * 3)
+    grid = [Fidelity(model_size="S", tokens=1e9), Fidelity(model_size="L", tokens=1e9)]
+    fids = FidelitySpace(tuple(grid), (1e6, 1e9), grid[1])
+    space = SearchSpace(mixtures, fids, None, False, 0)
+    centre = np.array([0.6, 0.3, 0.1])
+
+    def target(w: np.ndarray) -> float:
+        return 2.0 + float(np.sum((w - centre) ** 2))
+
+    def cheap(w: np.ndarray) -> float:
+        return 5.0 + 3.0 * (target(w) - 2.0) * (1 if faithful else -1)
+
+    records = []
+    for i, w in enumerate(mixtures.space_filling(18, seed=4)):
+        fid = grid[1] if i % 3 == 2 else grid[0]
+        value = target(w) if fid == grid[1] else cheap(w)
+        spec = TrialSpec(i, mixtures.as_dict(w), fid, 0, None)
+        records.append(TrialRecord(f"r{i}", spec, COMPLETED, "test", {"objective": value}))
+    history = History(records, np.array([0.001, 1.0]), trials_left=10)
+    opt = make_optimizer("admire", space, {"validate_transfer": True, "n_initial": 2})
+    assert opt.transfers(history) is faithful
+    (proposal,) = opt.propose(history, remaining=5.0)
+    if not faithful:
+        assert proposal.fidelity == grid[1]

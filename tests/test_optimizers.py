@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from admire.bench.problems import load_problem
 from admire.config import Domain, OptimizerConfig, StudyConfig
 from admire.optim import OPTIMIZERS, History, Optimizer, SearchSpace, make_optimizer
 from admire.optim.acquisition import p_better, predict
+from admire.optim.surrogate import hyperparameters
 from admire.space import FidelitySpace, MixtureSpace
 from admire.trial import COMPLETED, TrialRecord, TrialSpec, trial_seed
 
@@ -265,3 +267,30 @@ def test_the_pick_moves_only_when_the_posterior_is_sure_the_new_one_is_better() 
     steps = [r.step for r in records]
     assert "check-pick" in steps and steps[-1] != "sobol"
     assert followed > 0 and kept + moved > 0, (kept, moved, followed, steps)
+
+
+def test_hyperparameters_are_refitted_on_a_schedule_that_a_resumed_study_repeats() -> None:
+    """Between refits the GP is conditioned on every trial with the hyperparameters of the
+    last refit; a fresh optimiser (a resumed study) fits that prefix again and decides alike."""
+    config, runner = _pile()
+    costs = _costs(config, runner)
+    opt = _optimizer("admire", config, runner)
+    records = _drive(opt, config, runner, 12)
+    points = [opt._refit_point(records[:m]) for m in range(1, len(records) + 1)]
+    assert points == sorted(points) and points[0] == 1
+    m = max(i for i, p in enumerate(points, start=1) if p < i)  # the last trial not refitted at
+    history = History(records[:m], costs)
+    model = opt.model(history)
+    assert model.train_inputs[0].shape[0] >= m  # conditioned on every trial, curves included
+    prefix = _optimizer("admire", config, runner).model(History(records[: points[m - 1]], costs))
+    for name, value in hyperparameters(prefix).items():
+        assert torch.equal(value, hyperparameters(model)[name]), name
+    (again,) = _optimizer("admire", config, runner).propose(history, remaining=10.0)
+    (going,) = opt.propose(history, remaining=10.0)
+    assert (again.pool_id, again.fidelity, again.predicted) == (
+        going.pool_id,
+        going.fidelity,
+        going.predicted,
+    )
+    every = make_optimizer("admire", opt.space, {**SMALL["admire"], "refit_growth": 0.0})
+    assert [every._refit_point(records[:i]) for i in range(1, m + 1)] == list(range(1, m + 1))

@@ -60,7 +60,7 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
         lambda p: {**_base(p), "informative_fidelity_prior": False},
     ),
     "admire-mes": ("admire", lambda p: {**_base(p), "acquisition": "mf-mes"}),
-    "admire-warm": ("admire", lambda p: {**_base(p), "warm_start": True}),
+    "admire-refitall": ("admire", lambda p: {**_base(p), "refit_growth": 0.0}),
     "admire-cautious": ("admire", lambda p: {**_base(p), "caution": 1.0}),
     "admire-argmax": ("admire", lambda p: {**_base(p), "switch_confidence": 0.5}),
     "admire-unscaled": ("admire", lambda p: {**_base(p), "fidelity_scaling": False}),
@@ -69,6 +69,7 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "admire-nocheck": ("admire", lambda p: {**_base(p), "check_pick": False}),
     "admire-nocurves": ("admire", lambda p: {**_base(p), "use_curves": False}),
     "admire-delta": ("admire", lambda p: {**_base(p), "discrepancy": True}),
+    "admire-validated": ("admire", lambda p: {**_base(p), "validate_transfer": True}),
 }
 
 

@@ -29,8 +29,12 @@ from admire.config import NO_BOOL, Fidelity
 from admire.optim.acquisition import mf_kg_scores, mf_mes_scores, p_better, predict
 from admire.optim.base import History, Optimizer, Options, Proposal, Recommendation
 from admire.optim.candidates import target_candidates
-from admire.optim.surrogate import encode, fit_surrogate, hyperparameters
+from admire.optim.surrogate import encode, fit_surrogate, hyperparameters, loo_log_density
 from admire.trial import TrialSpec, trial_seed
+
+TRANSFER_MIN_RUNS = 4
+"""Target observations before `validate_transfer` compares models: with fewer, a GP of the
+target runs alone predicts each of them from almost nothing."""
 
 
 class MFBOOptions(Options):
@@ -55,9 +59,19 @@ class MFBOOptions(Options):
     """Add a fidelity-local term delta(w) with its own mixture lengthscales to the GP (see
     `surrogate.py`): the target may then have a landscape of its own, not only a scaled copy
     of the cheap one (an ablation, off by default)."""
-    warm_start: bool = False
-    """Start each GP fit from the previous one's hyperparameters (an ablation, off by
-    default: faster fits, but on the suite they got stuck and the pick wandered)."""
+    refit_growth: Annotated[float, NO_BOOL, Field(ge=0.0)] = 0.15
+    """Fit the GP's hyperparameters anew (from their priors) once the trials at some fidelity
+    have grown by this fraction since the last fit, or a fidelity has its first trial; in
+    between, the GP is conditioned on every trial with the last fit's hyperparameters. A fit
+    is most of a proposal's time, and one more trial among many barely moves it. The
+    schedule depends on the history alone, so a resumed study decides as the one it resumes
+    (0: fit on every trial)."""
+    validate_transfer: bool = False
+    """Once the target has been run a few times (`TRANSFER_MIN_RUNS`), check that the cheap
+    fidelities help predict it: the multi-fidelity GP's leave-one-out predictions of the
+    target runs against those of a GP of the target runs alone. Where the target-only GP
+    predicts them better, the cheap runs mislead: it makes the decisions, and only target
+    runs are bought (an ablation, off by default)."""
     caution: Annotated[float, NO_BOOL, Field(ge=0.0)] = 0.0
     """Recommend the best `mean - caution * sd` at the target rather than the best mean:
     above 0, a mixture the model is unsure of must be predicted better by that many sds to
@@ -96,8 +110,8 @@ class AdmireOptimizer(Optimizer):
 
     def __init__(self, space, options=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(space, options)
-        self._model_cache: tuple[tuple[int, str], object] | None = None
-        self._warm: dict | None = None
+        self._model_cache: tuple[tuple[int, str], object, bool] | None = None
+        self._fit_cache: tuple[tuple[int, str], dict] | None = None
 
     # ---- which fidelities this variant uses ------------------------------------------------
     def allowed(self) -> list[int]:
@@ -110,26 +124,86 @@ class AdmireOptimizer(Optimizer):
 
     # ---- the model -------------------------------------------------------------------------
     def model(self, history: History):  # type: ignore[no-untyped-def]
-        """The GP fitted to the completed trials (cached per history)."""
+        """The GP conditioned on the completed trials (cached per history), with the
+        hyperparameters fitted at the last point of the refit schedule; with
+        `validate_transfer`, the GP of the target runs alone where the cheap runs mislead."""
         done = history.completed
-        key = (len(done), done[-1].run_id if done else "")
-        if self._model_cache is not None and self._model_cache[0] == key:
-            return self._model_cache[1]
+        key = _key(done)
+        if self._model_cache is None or self._model_cache[0] != key:
+            model = self._multi_fidelity(done)
+            alone = self._target_alone(done, model) if self.options.validate_transfer else None
+            self._model_cache = (key, model if alone is None else alone, alone is None)
+        return self._model_cache[1]
+
+    def transfers(self, history: History) -> bool:
+        """Whether the cheap fidelities inform the model (false once `validate_transfer` has
+        found that the target runs alone predict the target better)."""
+        self.model(history)
+        assert self._model_cache is not None
+        return self._model_cache[2]
+
+    def _target_alone(self, done: list, model):  # type: ignore[no-untyped-def,type-arg]
+        """A GP of the target observations alone, if it predicts them (leave-one-out) better
+        than the multi-fidelity `model` does; else None."""
+        target = torch.tensor(self.space.fidelities.coords()[self.recommend_index()])
+        x = model.train_inputs[0]
+        rows = (x[:, -len(target) :] - target).abs().amax(dim=-1) < 1e-9
+        if int(rows.sum()) < TRANSFER_MIN_RUNS or bool(rows.all()):
+            return None
         w, f, y = self._observations(done)
-        warm = self._warm if self.options.warm_start else None
+        keep = (f - target).abs().amax(dim=-1) < 1e-9
         with torch.random.fork_rng():
             torch.manual_seed(self.space.seed)
-            model = fit_surrogate(
+            alone = fit_surrogate(
+                encode(w[keep], f[keep]),
+                y[keep],
+                scaled=self.options.fidelity_scaling,
+                informative=self.options.informative_fidelity_prior,
+            )
+        everything = torch.ones(len(alone.train_targets), dtype=torch.bool)
+        if loo_log_density(alone, everything) > loo_log_density(model, rows):
+            return alone
+        return None
+
+    def _multi_fidelity(self, done: list):  # type: ignore[no-untyped-def,type-arg]
+        fitted = done[: self._refit_point(done)]
+        fixed = None
+        if len(fitted) < len(done):
+            if self._fit_cache is None or self._fit_cache[0] != _key(fitted):
+                self._fit_cache = (_key(fitted), hyperparameters(self._fit(fitted)))
+            fixed = self._fit_cache[1]
+        model = self._fit(done, fixed)
+        if fixed is None:
+            self._fit_cache = (_key(done), hyperparameters(model))
+        return model
+
+    def _fit(self, done: list, fixed: dict | None = None):  # type: ignore[no-untyped-def,type-arg]
+        w, f, y = self._observations(done)
+        with torch.random.fork_rng():
+            torch.manual_seed(self.space.seed)
+            return fit_surrogate(
                 encode(w, f),
                 y,
                 scaled=self.options.fidelity_scaling,
                 informative=self.options.informative_fidelity_prior,
                 discrepancy=self.options.discrepancy,
-                warm=warm,
+                fixed=fixed,
             )
-        self._model_cache = (key, model)
-        self._warm = hyperparameters(model)
-        return model
+
+    def _refit_point(self, done: list) -> int:  # type: ignore[type-arg]
+        """How many of the completed trials the hyperparameters in use were fitted to: the
+        last prefix at which some fidelity's trial count reached (1 + refit_growth) times its
+        count at the fit before (a first trial at a fidelity always counts)."""
+        growth = self.options.refit_growth
+        counts: dict[Fidelity, int] = {}
+        at_fit: dict[Fidelity, int] = {}
+        point = 0
+        for m, r in enumerate(done, start=1):
+            fid = r.spec.fidelity
+            counts[fid] = counts.get(fid, 0) + 1
+            if growth == 0 or counts[fid] >= max(1, math.ceil((1 + growth) * at_fit.get(fid, 0))):
+                point, at_fit = m, dict(counts)
+        return point
 
     def _observations(self, done: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # type: ignore[type-arg]
         """Training data: every completed trial at its fidelity and, with `use_curves`, its
@@ -242,6 +316,10 @@ class AdmireOptimizer(Optimizer):
     ) -> Proposal | None:
         seed = trial_seed(self.space.seed, index)
         fids = self.space.fidelities
+        if not self.transfers(history):
+            affordable = [i for i in affordable if i == self.recommend_index()]
+            if not affordable:
+                return None
         model = self._believe(self.model(history), pending)
         coords = fids.coords()
         target_w, _ = self._candidates(history, seed)
@@ -419,6 +497,10 @@ class AdmireOptimizer(Optimizer):
             "p_better_than_uniform": odds[0],
             "p_better_than_best_observed": odds[1] if runs else None,
         }
+
+
+def _key(done: list) -> tuple[int, str]:  # type: ignore[type-arg]
+    return (len(done), done[-1].run_id if done else "")
 
 
 class SingleFidelityTarget(AdmireOptimizer):

@@ -46,6 +46,8 @@ from botorch.models.utils.gpytorch_modules import (
     get_covar_module_with_dim_scaled_prior,
     get_gaussian_likelihood_with_lognormal_prior,
 )
+from botorch.optim.closures import ForwardBackwardClosure
+from gpytorch import settings as gpytorch_settings
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel, RBFKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
@@ -54,6 +56,7 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior, NormalPrior
 from linear_operator import to_dense
 from linear_operator.operators import DiagLinearOperator
+from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 
 N_FIDELITY_DIMS = 2
@@ -64,10 +67,7 @@ FIDELITY_PRIOR_SCALE = 0.75
 DISCREPANCY_LENGTHSCALE_MODE = 0.25
 # Its variance relative to the shared term's: about a tenth at the mode.
 DISCREPANCY_SCALE_MODE = 0.1
-# From scratch, L-BFGS spends most of its steps polishing the last digits of the marginal
-# likelihood; warm-started from the previous trial's fit it needs far fewer.
 FIT_MAXITER = 150
-WARM_MAXITER = 40
 
 
 def encode(weights: Tensor, fidelity: Tensor) -> Tensor:
@@ -136,15 +136,16 @@ def fit_surrogate(
     scaled: bool = True,
     informative: bool = True,
     discrepancy: bool = False,
-    warm: dict[str, Tensor] | None = None,
+    fixed: dict[str, Tensor] | None = None,
 ) -> SingleTaskGP:
     """Fit the multi-fidelity GP to encoded inputs (n, k + 2) and outcomes (n, 1) (maximised).
 
     `scaled=False` drops a(f) (one amplitude for every fidelity; an ablation);
     `informative=False` gives the fidelity kernel BoTorch's dimension-scaled prior instead of
     one that expects cheap fidelities to be informative (an ablation); `discrepancy` adds
-    the fidelity-local delta(w) term. `warm` is the state of a previous fit of the same
-    structure to start the optimisation from."""
+    the fidelity-local delta(w) term. `fixed` is the state of an earlier fit of the same
+    structure (`hyperparameters`): the GP is then conditioned on the data with those
+    hyperparameters, without optimising them."""
     k = train_x.shape[-1] - N_FIDELITY_DIMS
     mix_dims = list(range(k))
     fid_dims = [k, k + 1]
@@ -170,19 +171,47 @@ def fit_surrogate(
         likelihood=likelihood,
         outcome_transform=Standardize(m=1),
     )
-    maxiter = FIT_MAXITER
-    if warm is not None:
-        try:
-            model.load_state_dict(_hyperparameters(warm), strict=False)
-            maxiter = WARM_MAXITER
-        except RuntimeError:  # a state of another shape: start from the defaults
-            pass
-    mll = ExactMarginalLogLikelihood(model.likelihood, model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", OptimizationWarning)
-        fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
+    if fixed is not None:
+        model.load_state_dict(fixed, strict=False)
+    else:
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizationWarning)
+            fit_gpytorch_mll(
+                mll,
+                closure=_dense_loss(mll),
+                optimizer_kwargs={"options": {"maxiter": FIT_MAXITER}},
+            )
     model.eval()
     return model
+
+
+def _dense_loss(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure:
+    """The negative marginal log likelihood per observation, with its priors, as GPyTorch's
+    `ExactMarginalLogLikelihood` computes it, but on the dense kernel matrix.
+
+    A study has tens to hundreds of observations: a Cholesky factor of that size costs
+    microseconds, and GPyTorch's lazy-tensor machinery around it (lazy kernel evaluation,
+    the multivariate normal's checks) was most of each of the ~150 L-BFGS steps of a fit."""
+    model = mll.model
+    x, y = model.train_inputs[0], model.train_targets
+    n = len(y)
+    parameters = {k: v for k, v in mll.named_parameters() if v.requires_grad}
+
+    def loss() -> Tensor:
+        with gpytorch_settings.lazily_evaluate_kernels(False):
+            cov = to_dense(model.covar_module(x))
+        cov = cov + torch.diag_embed(model.likelihood.noise_covar(x).diagonal())
+        chol = psd_safe_cholesky(cov)
+        resid = (y - model.mean_module(x)).unsqueeze(-1)
+        alpha = torch.cholesky_solve(resid, chol)
+        log_p = -0.5 * (resid * alpha).sum() - chol.diagonal().log().sum()
+        log_p = log_p - 0.5 * n * math.log(2 * math.pi)
+        for _, module, prior, closure, _ in model.named_priors():
+            log_p = log_p + prior.log_prob(closure(module)).sum()
+        return -log_p / n
+
+    return ForwardBackwardClosure(loss, parameters)
 
 
 def _fidelity_kernel(fid_dims: list[int]) -> Kernel:
@@ -218,14 +247,31 @@ def _discrepancy_kernel(mix_dims: list[int], fid_dims: list[int]) -> Kernel:
 
 
 def hyperparameters(model: SingleTaskGP) -> dict[str, Tensor]:
-    """The fitted kernel and noise hyperparameters (what a warm start reuses)."""
-    return _hyperparameters(model.state_dict())
-
-
-def _hyperparameters(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    # Training data and outcome-transform statistics belong to the new fit, not the old.
+    """The fitted kernel and noise hyperparameters (what `fit_surrogate(fixed=...)` reuses)."""
+    # Training data and outcome-transform statistics belong to the new data, not the old.
     return {
         k: v.detach().clone()
-        for k, v in state.items()
+        for k, v in model.state_dict().items()
         if k.startswith(("covar_module", "likelihood", "mean_module")) and "prior" not in k
     }
+
+
+def loo_log_density(model: SingleTaskGP, rows: Tensor) -> float:
+    """The leave-one-out predictive log density of the observations at training rows `rows`
+    (a boolean mask), summed, in the outcome's own units, with the fitted hyperparameters.
+
+    For an exact GP it is closed-form: with C the inverse of the training covariance (noise
+    included) and a = C (y - m), observation i left out is predicted as
+    N(y_i - a_i / C_ii, 1 / C_ii). Two models of the same observations compare on it however
+    each standardised its outcomes."""
+    x, y = model.train_inputs[0], model.train_targets
+    with torch.no_grad(), gpytorch_settings.lazily_evaluate_kernels(False):
+        cov = to_dense(model.covar_module(x))
+        cov = cov + torch.diag_embed(model.likelihood.noise_covar(x).diagonal())
+        inverse = torch.cholesky_inverse(psd_safe_cholesky(cov))
+        alpha = inverse @ (y - model.mean_module(x))
+        var = 1.0 / inverse.diagonal()
+        resid = alpha * var
+        scale = model.outcome_transform.stdvs.squeeze()
+        density = -0.5 * (resid**2 / var + var.log() + math.log(2 * math.pi)) - scale.log()
+    return float(density[rows].sum())
