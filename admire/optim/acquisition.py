@@ -157,9 +157,8 @@ def mf_kg_scores(
     tw = torch.as_tensor(target_weights, dtype=torch.float64)
     xt = encode(tw, target.expand(len(tw), -1))
     with torch.no_grad():
-        post = model.posterior(xt)
-        mu_t = post.mean.squeeze(-1)
-        sd_t = post.variance.clamp_min(0.0).sqrt().squeeze(-1)
+        mu_t, var_t = _marginals(model, xt)
+        sd_t = var_t.clamp_min(0.0).sqrt()
         keep = torch.argsort(-(mu_t + 3 * sd_t))[:KG_TARGETS]
         xt, mu_t = xt[keep], mu_t[keep]
         best_now = mu_t.max()
@@ -170,7 +169,7 @@ def mf_kg_scores(
             coords[torch.as_tensor(cand_fidelity, dtype=torch.long)],
         )
         # A trial's outcome is observed with noise (scaled per fidelity by the model).
-        var_x = model.posterior(x, observation_noise=True).variance.squeeze(-1)
+        _, var_x = _marginals(model, x, observation_noise=True)
         cross = _cross_covariance(model, x, xt)
         gains = []
         for lo in range(0, len(x), CHUNK // 4):
@@ -181,6 +180,20 @@ def mf_kg_scores(
             gains.append((best.mean(dim=-1) - best_now).clamp_min(0.0))
         price = costs[torch.as_tensor(cand_fidelity, dtype=torch.long)].clamp_min(1e-12)
     return (torch.cat(gains) / price).numpy()
+
+
+def _marginals(
+    model: SingleTaskGP, x: Tensor, observation_noise: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Posterior means and variances at the rows of `x`, a chunk of rows at a time: one
+    posterior over thousands of candidates would build their whole joint covariance, of which
+    only the diagonal is read."""
+    means, variances = [], []
+    for lo in range(0, len(x), CHUNK // 4):
+        post = model.posterior(x[lo : lo + CHUNK // 4], observation_noise=observation_noise)
+        means.append(post.mean.squeeze(-1))
+        variances.append(post.variance.squeeze(-1))
+    return torch.cat(means), torch.cat(variances)
 
 
 def _cross_covariance(model: SingleTaskGP, x: Tensor, xt: Tensor):  # type: ignore[no-untyped-def]
