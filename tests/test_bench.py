@@ -103,6 +103,7 @@ def test_bench_writes_the_summary_plots_and_mlflow_run(
     assert {(r["method"], r["seed"]) for r in results} == {
         (m, s) for m in ("random", "regression") for s in ("0", "1")
     }
+    assert {r["covered"] for r in results} == {""}, "neither method gives its pick an sd"
     for png in ("best_so_far.png", "fidelity_usage.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     from mlflow.tracking import MlflowClient

@@ -347,14 +347,44 @@ def _write(out: Path, traces: list[Trace], rows: list[dict]) -> None:
     with (out / "results.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
-            ["method", "seed", "trial", "fidelity", "cost", "cost_flops", "regret", "seconds"]
+            [
+                "method",
+                "seed",
+                "trial",
+                "fidelity",
+                "cost",
+                "cost_flops",
+                "regret",
+                "seconds",
+                "covered",
+            ]
         )
         for t in traces:
-            for i, (c, f, r, fid, s) in enumerate(
-                zip(t.costs, t.flops_costs, t.regrets, t.fidelities, t.seconds, strict=True)
+            for i, (c, f, r, fid, s, cov) in enumerate(
+                zip(
+                    t.costs,
+                    t.flops_costs,
+                    t.regrets,
+                    t.fidelities,
+                    t.seconds,
+                    t.covered,
+                    strict=True,
+                )
             ):
+                # covered: 1 or 0 when the pick came with an sd, empty when it did not.
+                inside = "" if math.isnan(cov) else int(cov)
                 w.writerow(
-                    [t.method, t.seed, i, fid, f"{c:.6g}", f"{f:.6g}", f"{r:.6g}", f"{s:.4g}"]
+                    [
+                        t.method,
+                        t.seed,
+                        i,
+                        fid,
+                        f"{c:.6g}",
+                        f"{f:.6g}",
+                        f"{r:.6g}",
+                        f"{s:.4g}",
+                        inside,
+                    ]
                 )
     _write_table(out / "summary.csv", SUMMARY_COLUMNS, rows)
 

@@ -145,13 +145,12 @@ class AdmireOptimizer(Optimizer):
     def _target_alone(self, done: list, model):  # type: ignore[no-untyped-def,type-arg]
         """A GP of the target observations alone, if it predicts them (leave-one-out) better
         than the multi-fidelity `model` does; else None."""
-        target = torch.tensor(self.space.fidelities.coords()[self.recommend_index()])
-        x = model.train_inputs[0]
-        rows = (x[:, -len(target) :] - target).abs().amax(dim=-1) < 1e-9
-        if int(rows.sum()) < TRANSFER_MIN_RUNS or bool(rows.all()):
-            return None
+        # `model` was fitted to these same observations, in this order.
         w, f, y = self._observations(done)
+        target = torch.tensor(self.space.fidelities.coords()[self.recommend_index()])
         keep = (f - target).abs().amax(dim=-1) < 1e-9
+        if int(keep.sum()) < TRANSFER_MIN_RUNS or bool(keep.all()):
+            return None
         with torch.random.fork_rng():
             torch.manual_seed(self.space.seed)
             alone = fit_surrogate(
@@ -161,7 +160,7 @@ class AdmireOptimizer(Optimizer):
                 informative=self.options.informative_fidelity_prior,
             )
         everything = torch.ones(len(alone.train_targets), dtype=torch.bool)
-        if loo_log_density(alone, everything) > loo_log_density(model, rows):
+        if loo_log_density(alone, everything) > loo_log_density(model, keep):
             return alone
         return None
 

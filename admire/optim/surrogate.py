@@ -199,10 +199,7 @@ def _dense_loss(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure:
     parameters = {k: v for k, v in mll.named_parameters() if v.requires_grad}
 
     def loss() -> Tensor:
-        with gpytorch_settings.lazily_evaluate_kernels(False):
-            cov = to_dense(model.covar_module(x))
-        cov = cov + torch.diag_embed(model.likelihood.noise_covar(x).diagonal())
-        chol = psd_safe_cholesky(cov)
+        chol = psd_safe_cholesky(_train_covariance(model))
         resid = (y - model.mean_module(x)).unsqueeze(-1)
         alpha = torch.cholesky_solve(resid, chol)
         log_p = -0.5 * (resid * alpha).sum() - chol.diagonal().log().sum()
@@ -212,6 +209,14 @@ def _dense_loss(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure:
         return -log_p / n
 
     return ForwardBackwardClosure(loss, parameters)
+
+
+def _train_covariance(model: SingleTaskGP) -> Tensor:
+    """The dense covariance of the training observations, noise included (standardised)."""
+    x = model.train_inputs[0]
+    with gpytorch_settings.lazily_evaluate_kernels(False):
+        cov = to_dense(model.covar_module(x))
+    return cov + torch.diag_embed(model.likelihood.noise_covar(x).diagonal())
 
 
 def _fidelity_kernel(fid_dims: list[int]) -> Kernel:
@@ -265,10 +270,8 @@ def loo_log_density(model: SingleTaskGP, rows: Tensor) -> float:
     N(y_i - a_i / C_ii, 1 / C_ii). Two models of the same observations compare on it however
     each standardised its outcomes."""
     x, y = model.train_inputs[0], model.train_targets
-    with torch.no_grad(), gpytorch_settings.lazily_evaluate_kernels(False):
-        cov = to_dense(model.covar_module(x))
-        cov = cov + torch.diag_embed(model.likelihood.noise_covar(x).diagonal())
-        inverse = torch.cholesky_inverse(psd_safe_cholesky(cov))
+    with torch.no_grad():
+        inverse = torch.cholesky_inverse(psd_safe_cholesky(_train_covariance(model)))
         alpha = inverse @ (y - model.mean_module(x))
         var = 1.0 / inverse.diagonal()
         resid = alpha * var
