@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -96,7 +97,8 @@ def status_text(study: Study) -> str:
 
 def best_line(rec: Recommendation) -> str:
     true = "" if rec.true is None else f" (true {rec.true:.4f})"
-    return f"{rec.predicted:.4f} ± {rec.predicted_sd:.4f} predicted at {rec.fidelity}{true}"
+    at = "" if math.isnan(rec.predicted) else f" predicted at {rec.fidelity}"
+    return f"{rec.prediction()}{at}{true}"
 
 
 def best_text(study: Study, rec: Recommendation) -> str:
@@ -187,7 +189,7 @@ class LiveDisplay:
         line = trial_line(self.study.name, records, spent, self.trial_cap, self.cost_cap, rec)
         self.console.print(line, markup=False, highlight=False)
         of = f" of {self.cost_cap:.3g}" if self.cost_cap is not None else ""
-        pick = "" if rec is None else f"pick {rec.predicted:.4f} ± {rec.predicted_sd:.3f}: "
+        pick = "" if rec is None else f"pick {rec.prediction(3)}: "
         pick += "" if rec is None else _mix(rec.weights, top=3)
         self.progress.update(
             self.task,

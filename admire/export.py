@@ -69,8 +69,9 @@ def mixture_export(
     out: dict[str, Any] = {
         "study": study,
         "fidelity": fidelity,
-        "predicted_objective": predicted,
-        "predicted_sd": predicted_sd,
+        # null while unknown (no target run yet) or not given: JSON has no NaN.
+        "predicted_objective": None if math.isnan(predicted) else predicted,
+        "predicted_sd": None if math.isnan(predicted_sd) else predicted_sd,
         "weights": {d: float(w) for d, w in weights.items()},
         "interleave_datasets": {
             "domains": list(weights),

@@ -11,6 +11,7 @@ and the parent's metric history, so it is the same after a resume.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -72,7 +73,7 @@ def after_trial(study: Study, records: list[TrialRecord], rec: Recommendation | 
     if rec is not None:
         data = recommendation_dict(study, rec, records)
         client.log_text(study.parent_id, json.dumps(data, indent=2), "recommendation.json")
-        client.set_tag(study.parent_id, MLFLOW_RUN_NOTE, _note(study, data))
+        client.set_tag(study.parent_id, MLFLOW_RUN_NOTE, _note(study, data, rec))
     if study.figures and len(records) % REFRESH_EVERY == 0:
         draw(study, records, rec)
 
@@ -108,22 +109,23 @@ def recommendation_dict(
         "objective": study.metrics,
         "direction": study.config.objective.direction,
         "fidelity": rec.fidelity,
-        "predicted": rec.predicted,
-        "predicted_sd": rec.predicted_sd,
+        # JSON has no NaN: an unknown prediction (no target run yet), or sd, is null.
+        "predicted": None if math.isnan(rec.predicted) else rec.predicted,
+        "predicted_sd": None if math.isnan(rec.predicted_sd) else rec.predicted_sd,
         "true": rec.true,
         "pool_id": rec.pool_id,
         "weights": dict(rec.weights),
     }
 
 
-def _note(study: Study, data: dict[str, Any]) -> str:
+def _note(study: Study, data: dict[str, Any], rec: Recommendation) -> str:
     """The parent run's description: the study's own, then the current recommendation."""
     rows = sorted(data["weights"].items(), key=lambda kv: -kv[1])
     table = "\n".join(f"| {k} | {v:.4f} |" for k, v in rows)
     head = f"{study.config.description}\n\n" if study.config.description else ""
     return (
         f"{head}**Recommended mixture** at {data['fidelity']} after {data['trials']} trials: "
-        f"predicted objective {data['predicted']:.4f} ± {data['predicted_sd']:.4f}\n\n"
+        f"predicted objective {rec.prediction()}\n\n"
         f"| domain | weight |\n|---|---|\n{table}\n"
     )
 
@@ -143,7 +145,7 @@ def trial_line(
     result = (
         f"{last.objective:.4f}" if last.objective is not None else f"FAILED ({last.error[:60]})"
     )
-    best = "" if rec is None else f" | best (pred.) {rec.predicted:.4f} ± {rec.predicted_sd:.4f}"
+    best = "" if rec is None else f" | best (pred.) {rec.prediction()}"
     return (
         f"[{study_name}] {trial_name(last.spec.index)}{n} {label(last.spec.fidelity):<15} "
         f"{last.step:<7} -> {result} | cost {spent:.4g}{budget}{best}"
@@ -208,10 +210,7 @@ def draw(study: Study, records: list[TrialRecord], rec: Recommendation | None) -
             study.name,
         )
     if rec is not None:
-        title = (
-            f"recommended mixture at {rec.fidelity}: predicted "
-            f"{rec.predicted:.4f} ± {rec.predicted_sd:.4f}"
-        )
+        title = f"recommended mixture at {rec.fidelity}: predicted {rec.prediction()}"
         out["recommended_mixture"] = figures.mixture(rec.weights, title)
         effects = domain_effects(study, rec)
         if effects is not None:

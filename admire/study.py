@@ -292,7 +292,9 @@ class Study:
 
     def best(self) -> Recommendation | None:
         """The optimiser's recommended mixture for the target fidelity (None before any
-        trial has completed): its weights for every domain, predicted objective and sd.
+        trial has completed): its weights for every domain, predicted objective and sd
+        (NaN until the target fidelity has been run: cheaper runs rank mixtures but do not
+        tell the target's loss level).
 
         >>> import tempfile
         >>> uri = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
@@ -301,8 +303,8 @@ class Study:
         True
         >>> _ = study.optimize(max_trials=3, progress=False)
         >>> best = study.best()
-        >>> len(best.weights) == len(study.mixtures.names), best.predicted_sd > 0
-        (True, True)
+        >>> len(best.weights) == len(study.mixtures.names), best.prediction()
+        (True, 'unknown until a run at 1B × 25B tok')
         """
         return self._recommend(self.trials)
 
@@ -606,7 +608,7 @@ class Study:
         if at_target:
             maximize = self.config.objective.direction == "maximize"
             values["best_objective_target"] = (max if maximize else min)(at_target)
-        if rec is not None:
+        if rec is not None and math.isfinite(rec.predicted):
             values["recommended_predicted"] = rec.predicted
             if math.isfinite(rec.predicted_sd):
                 values["recommended_predicted_sd"] = rec.predicted_sd

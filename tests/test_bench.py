@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from admire.bench.harness import SUMMARY_COLUMNS, run_bench, run_one
+from admire.bench.harness import SUMMARY_COLUMNS, Trace, run_bench, run_one, summarise
 from admire.bench.methods import METHODS
 from admire.bench.problems import Problem, load_problem
 from admire.config import Budget, OptimizerConfig
@@ -208,3 +208,21 @@ def test_the_verdict_is_against_the_best_other_method_per_problem() -> None:
     assert verdict("x", [_row("random", 20, 0.1)]) is None
     text = format_verdict([v, w])
     assert "pile-pool" in text and "NOT met" in text and text.endswith("met on 1 of 2 problems")
+
+
+def test_the_summary_shows_seeds_that_end_on_the_wrong_mixture() -> None:
+    """Three seeds settle on the best early, two never do: the median stays-from cost is
+    early, the upper quartile is the whole budget and two seeds in five end wrong."""
+    problem = load_problem("synth-3")
+
+    def trace(seed: int, regrets: list[float]) -> Trace:
+        n = len(regrets)
+        costs = [0.1 * (i + 1) for i in range(n)]
+        return Trace("m", seed, costs, costs, regrets, ["S"] * n, [0.0] * n)
+
+    traces = [trace(s, [0.3, 0.0, 0.0, 0.0]) for s in range(3)]
+    traces += [trace(s, [0.3, 0.0, 0.0, 0.2]) for s in (3, 4)]
+    (row,) = summarise(traces, problem, budget=10.0, uninformed=0.3)
+    assert row["cost_to_best_stable_median"] == pytest.approx(0.2)
+    assert row["cost_to_best_stable_q75"] == 10.0
+    assert row["ends_on_best"] == 0.6 and row["reached_best"] == 1.0

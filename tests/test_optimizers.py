@@ -7,6 +7,8 @@ answers of real runners (the RegMix replay table, the synthetic problem)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -294,3 +296,31 @@ def test_hyperparameters_are_refitted_on_a_schedule_that_a_resumed_study_repeats
     )
     every = make_optimizer("admire", opt.space, {**SMALL["admire"], "refit_growth": 0.0})
     assert [every._refit_point(records[:i]) for i in range(1, m + 1)] == list(range(1, m + 1))
+
+
+@pytest.mark.parametrize("kind", ["admire", "sf-cheap", "admire-ref", "regression"])
+def test_the_target_level_is_not_predicted_before_a_target_run(kind: str) -> None:
+    """Cheaper runs rank mixtures but do not tell the target's loss level: until the target
+    has been run, the pick comes without a predicted objective, not a confident wrong one."""
+    config, runner = _pile()
+    opt = _optimizer(kind, config, runner)
+    target = config.fidelities.target
+    records = _drive(opt, config, runner, 4)
+    records = records[: next((i for i, r in enumerate(records) if r.spec.fidelity == target), 4)]
+    assert len(records) >= 3
+    rec = opt.recommend(History(records, _costs(config, runner)))
+    assert rec is not None and math.isnan(rec.predicted) and math.isnan(rec.predicted_sd)
+    assert "predicted objective unknown until a run at 1B" in str(rec)
+    row = next(p for p in opt.space.pool if p.fidelity == target)
+    spec = TrialSpec(len(records), opt.space.mixtures.as_dict(row.weights), target, 0, row.pool_id)
+    value = config.objective.combine(
+        runner.run(spec).metrics, config.objective.resolve(runner.metric_names())
+    )
+    records.append(TrialRecord("run-t", spec, COMPLETED, "manual", {"objective": value}))
+    rec = opt.recommend(History(records, _costs(config, runner)))
+    assert rec is not None
+    if kind == "sf-cheap":  # its pick is always a prediction from the cheapest fidelity
+        assert math.isnan(rec.predicted)
+    else:
+        assert math.isfinite(rec.predicted) and abs(rec.predicted - value) < 0.5
+        assert kind == "regression" or rec.predicted_sd > 0

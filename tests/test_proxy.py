@@ -6,6 +6,8 @@ import itertools
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +206,7 @@ def test_a_run_records_its_curve_and_speed(small_corpus) -> None:  # type: ignor
     assert [p["tokens"] for p in one.curve] == [12288, 24576, 49152]
     assert one.curve[-1]["metrics"] == {k: one.metrics[k] for k in one.curve[-1]["metrics"]}
     assert one.metrics["tokens_per_s"] > 0 and one.metrics["flops"] > 0
+    assert 0 < one.metrics["first_step_s"] < one.metrics["wall_s"]
     assert json.loads(one.info["sequences_per_domain"]) == {
         "code": 384,
         "legal": 192,
@@ -213,3 +216,20 @@ def test_a_run_records_its_curve_and_speed(small_corpus) -> None:  # type: ignor
     means = [sum(p["metrics"].values()) for p in one.curve]
     assert means[-1] < means[0]
     assert all(math.isfinite(v) for v in one.metrics.values())
+
+
+def test_a_trial_process_imports_neither_mlflow_nor_botorch() -> None:
+    """`python -m admire.proxy.train` runs once per trial: the study layer stays out of it."""
+    code = (
+        "import sys, admire.proxy.train; "
+        "print(sorted(m for m in ('mlflow', 'botorch', 'admire.study') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    out = subprocess.run(
+        [sys.executable, "-c", "from admire import Study; print(Study.__module__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "admire.study"

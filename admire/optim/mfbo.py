@@ -83,6 +83,9 @@ class MFBOOptions(Options):
     standing pick is the study's last reported one (`History.pick`, kept in its store), and
     it is held only once it has been run at the target: before that it is a prediction from
     cheaper runs, and the next of them should be free to move it."""
+    hold_unmeasured: bool = False
+    """Hold the standing pick against a better posterior mean (`switch_confidence`) also
+    before it has been run at the target, while it is a prediction from cheaper runs."""
     use_curves: bool = True
     """Use each trial's earlier evaluations (its curve) as observations at their tokens."""
     check_pick: bool = True
@@ -429,7 +432,11 @@ class AdmireOptimizer(Optimizer):
         coords = self.space.fidelities.coords()[self.recommend_index()]
         model = self.model(history)
         standing = None
-        pick = self._verified_pick(history)
+        pick = (
+            self._standing(history)
+            if self.options.hold_unmeasured
+            else self._verified_pick(history)
+        )
         if pick is not None:
             same = np.flatnonzero(np.abs(target_w - pick).max(axis=1) < 1e-9)
             if len(same) == 0 and rows is None:  # a continuous study's fresh candidate cloud
@@ -446,11 +453,11 @@ class AdmireOptimizer(Optimizer):
             < self.options.switch_confidence
         ):
             best = standing
+        # A pick made at a cheaper fidelity (sf-cheap) predicts nothing about the target's loss.
+        at_target = self.recommend_index() == self.space.fidelities.target_index
+        mean, sd = (float(pred.mean[best]), float(pred.sd[best])) if at_target else (math.nan,) * 2
         rec = self.recommendation_at(
-            target_w[best],
-            float(pred.mean[best]),
-            float(pred.sd[best]),
-            None if rows is None else rows[best].pool_id,
+            history, target_w[best], mean, sd, None if rows is None else rows[best].pool_id
         )
         return replace(rec, **self._odds(model, history, target_w[best], coords))
 

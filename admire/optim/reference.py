@@ -175,6 +175,7 @@ class AdmireReference(Optimizer):
             sd = post.variance.clamp_min(0).sqrt().squeeze(-1).numpy()
         best = int(np.argmax(mean))
         return self.recommendation_at(
+            history,
             cand[best],
             float(mean[best]),
             float(sd[best]) if math.isfinite(sd[best]) else math.nan,

@@ -145,7 +145,7 @@ class RegMixLightGBM(Optimizer):
             return None
         cand, pred, rows = self._ranking(history)
         return self.recommendation_at(
-            cand[0], float(pred[0]), math.nan, None if rows is None else rows[0].pool_id
+            history, cand[0], float(pred[0]), math.nan, None if rows is None else rows[0].pool_id
         )
 
 

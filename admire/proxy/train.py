@@ -162,7 +162,8 @@ def train(job: TrainJob, log=print) -> TrainResult:  # type: ignore[no-untyped-d
     log_every = max(1, steps // 50)
     running: torch.Tensor | float = 0.0
     n_running = 0
-    train_time, seen = 0.0, 0
+    train_time, seen, untimed = 0.0, 0, 0
+    first_step = 0.0
     t_train = time.perf_counter()
     for step in range(steps):
         lr = lr_at(step, steps, peak, warmup, job.min_lr_ratio)
@@ -180,6 +181,15 @@ def train(job: TrainJob, log=print) -> TrainResult:  # type: ignore[no-untyped-d
         running = running + loss.detach().float()
         n_running += 1
         seen = (step + 1) * per_step
+        if step == 0 and steps > 1 and 1 not in evals:
+            # The first step holds torch.compile's compilation and the device's warm-up (tens
+            # of seconds on a GPU, more than a short run's training): it is reported apart, so
+            # that tokens/s and MFU describe the training itself.
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            first_step = time.perf_counter() - t_train
+            untimed = per_step
+            t_train = time.perf_counter()
         if (step + 1) % log_every == 0 or step + 1 == steps or step + 1 in evals:
             value = float(running) / n_running
             if not math.isfinite(value):
@@ -195,7 +205,7 @@ def train(job: TrainJob, log=print) -> TrainResult:  # type: ignore[no-untyped-d
             mean = sum(losses.values()) / len(losses)
             log(
                 f"step {step + 1}/{steps} ({seen:,} tokens): train loss {train_loss[-1][1]:.3f}"
-                f", mean val loss {mean:.3f}, {seen / max(train_time, 1e-9):,.0f} tok/s"
+                f", mean val loss {mean:.3f}, {(seen - untimed) / max(train_time, 1e-9):,.0f} tok/s"
             )
             if not all(math.isfinite(v) for v in losses.values()):
                 result.failed = True
@@ -206,12 +216,13 @@ def train(job: TrainJob, log=print) -> TrainResult:  # type: ignore[no-untyped-d
         result.metrics = dict(result.curve[-1]["metrics"])
     wall = time.perf_counter() - t0
     trained = seen
-    tokens_per_s = trained / train_time if train_time > 0 else 0.0
+    tokens_per_s = (trained - untimed) / train_time if train_time > 0 else 0.0
     fpt = flops_per_token(shape, job.vocab_size, job.seq_len)
     result.series["train_loss"] = train_loss
     result.metrics |= {
         "tokens_per_s": tokens_per_s,
         "train_s": train_time,
+        "first_step_s": first_step,
         "wall_s": wall,
         "flops": fpt * trained,
     }
