@@ -121,11 +121,16 @@ def test_the_discrepancy_term_keeps_the_cheap_ranking_and_widens_the_target(synt
     assert np.median(delta.sd) > np.median(shared.sd)
 
 
-@pytest.mark.parametrize("discrepancy", [False, True])
-def test_the_fit_loss_is_gpytorchs_marginal_likelihood_with_its_priors(synth, discrepancy) -> None:
+@pytest.mark.parametrize(
+    ("discrepancy", "mixing_law"), [(False, False), (True, False), (False, True)]
+)
+def test_the_fit_loss_is_gpytorchs_marginal_likelihood_with_its_priors(
+    synth, discrepancy, mixing_law
+) -> None:
     """The dense loss the fit minimises is GPyTorch's exact marginal log likelihood (priors
     included), negated, in value and gradient, at the fitted and at perturbed
-    hyperparameters, with the fidelity-scaled noise of observations at three fidelities."""
+    hyperparameters, with the fidelity-scaled noise of observations at three fidelities (and
+    with the mixing-law prior mean's parameters and prior)."""
     from botorch.optim.closures import get_loss_closure_with_grads
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
@@ -138,7 +143,10 @@ def test_the_fit_loss_is_gpytorchs_marginal_likelihood_with_its_priors(synth, di
     y = [[-runner.value(w, fids.fidelities[i])] for w, i in zip(observed, index, strict=True)]
     x = encode(torch.tensor(observed), torch.tensor(coords[index]))
     torch.manual_seed(0)
-    model = fit_surrogate(x, torch.tensor(y, dtype=torch.float64), discrepancy=discrepancy)
+    model = fit_surrogate(
+        x, torch.tensor(y, dtype=torch.float64), discrepancy=discrepancy, mixing_law=mixing_law
+    )
+    assert any("mean_module.weights" in k for k, _ in model.named_parameters()) == mixing_law
     model.train()
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
     params = {k: v for k, v in mll.named_parameters() if v.requires_grad}

@@ -208,7 +208,25 @@ def test_live_display_shows_trials_cost_and_pick(tracking_uri: str) -> None:
         study.optimize(progress=False, callback=live.on_trial)
     text = buffer.getvalue()
     assert "[pile-replay] t000 (1 of 2)" in text and "t001 (2 of 2)" in text
-    assert "cost 0.002 of 20" in text and "pick " in text
+    assert "cost 0.002 of 20" in text and "pick unknown until a run at 1B" in text
+
+
+def test_no_predicted_objective_before_a_target_run(
+    tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three 1M runs rank mixtures but say nothing of the 1B loss: `best --json` holds null,
+    `status` says so (with the replay table's true value), and the parent run has no
+    `recommended_predicted` metric."""
+    study = Study.create(parse_config(_tiny(3)), tracking_uri=tracking_uri)
+    study.optimize(progress=False)
+    code, out, _ = cli(capsys, tracking_uri, "best", "pile-replay", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["predicted"] is None and data["predicted_sd"] is None
+    assert sum(data["weights"].values()) == pytest.approx(1.0)
+    code, out, _ = cli(capsys, tracking_uri, "status", "pile-replay")
+    assert "  best:     unknown until a run at 1B × 25B tok (true " in out, out
+    metrics = MlflowClient(tracking_uri).get_run(study.parent_id).data.metrics
+    assert "recommended_predicted" not in metrics and "cumulative_cost" in metrics
 
 
 def test_load_with_a_custom_runner(tracking_uri: str) -> None:

@@ -70,6 +70,7 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "admire-nocurves": ("admire", lambda p: {**_base(p), "use_curves": False}),
     "admire-delta": ("admire", lambda p: {**_base(p), "discrepancy": True}),
     "admire-validated": ("admire", lambda p: {**_base(p), "validate_transfer": True}),
+    "admire-mixlaw": ("admire", lambda p: {**_base(p), "mixing_law": True}),
     "admire-holdany": ("admire", lambda p: {**_base(p), "hold_unmeasured": True}),
 }
 

@@ -59,6 +59,9 @@ class MFBOOptions(Options):
     """Add a fidelity-local term delta(w) with its own mixture lengthscales to the GP (see
     `surrogate.py`): the target may then have a landscape of its own, not only a scaled copy
     of the cheap one (an ablation, off by default)."""
+    mixing_law: bool = False
+    """A prior mean linear in the weights and the fidelity coordinates (`MixingLawMean` in
+    `surrogate.py`), fitted with the GP, in place of a constant (an ablation, off)."""
     refit_growth: Annotated[float, NO_BOOL, Field(ge=0.0)] = 0.15
     """Fit the GP's hyperparameters anew (from their priors) once the trials at some fidelity
     have grown by this fraction since the last fit, or a fidelity has its first trial; in
@@ -189,6 +192,7 @@ class AdmireOptimizer(Optimizer):
                 scaled=self.options.fidelity_scaling,
                 informative=self.options.informative_fidelity_prior,
                 discrepancy=self.options.discrepancy,
+                mixing_law=self.options.mixing_law,
                 fixed=fixed,
             )
 

@@ -52,6 +52,7 @@ from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel, RBFKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.likelihoods.noise_models import HomoskedasticNoise
+from gpytorch.means import Mean
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior, NormalPrior
 from linear_operator import to_dense
@@ -129,6 +130,26 @@ def _scaled_likelihood(scaled: FidelityScaled) -> GaussianLikelihood:
     return likelihood
 
 
+class MixingLawMean(Mean):
+    """A prior mean linear in the mixture weights and the fidelity coordinates,
+    b + beta . w + gamma . f: the first-order form of Data Mixing Laws' exp(t . w) (Ye et
+    al. 2024) with a loss level that moves log-linearly in model size and tokens. Fitted
+    with the kernel (Normal(0, 1) priors on the standardised scale); the GP models what it
+    leaves."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+        self.register_parameter("weights", torch.nn.Parameter(torch.zeros(k + N_FIDELITY_DIMS)))
+        self.register_parameter("bias", torch.nn.Parameter(torch.zeros(1)))
+        self.register_prior("weights_prior", NormalPrior(0.0, 1.0), "weights")
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Inputs hold square roots of the weights (see `encode`); the law is in the weights.
+        features = torch.cat([x[..., : self.k] ** 2, x[..., self.k :]], dim=-1)
+        return features @ self.weights.to(x) + self.bias.to(x)
+
+
 def fit_surrogate(
     train_x: Tensor,
     train_y: Tensor,
@@ -136,6 +157,7 @@ def fit_surrogate(
     scaled: bool = True,
     informative: bool = True,
     discrepancy: bool = False,
+    mixing_law: bool = False,
     fixed: dict[str, Tensor] | None = None,
 ) -> SingleTaskGP:
     """Fit the multi-fidelity GP to encoded inputs (n, k + 2) and outcomes (n, 1) (maximised).
@@ -143,7 +165,8 @@ def fit_surrogate(
     `scaled=False` drops a(f) (one amplitude for every fidelity; an ablation);
     `informative=False` gives the fidelity kernel BoTorch's dimension-scaled prior instead of
     one that expects cheap fidelities to be informative (an ablation); `discrepancy` adds
-    the fidelity-local delta(w) term. `fixed` is the state of an earlier fit of the same
+    the fidelity-local delta(w) term; `mixing_law` replaces the constant prior mean by
+    `MixingLawMean`. `fixed` is the state of an earlier fit of the same
     structure (`hyperparameters`): the GP is then conditioned on the data with those
     hyperparameters, without optimising them."""
     k = train_x.shape[-1] - N_FIDELITY_DIMS
@@ -168,6 +191,7 @@ def fit_surrogate(
         train_x,
         train_y,
         covar_module=covar,
+        mean_module=MixingLawMean(k) if mixing_law else None,
         likelihood=likelihood,
         outcome_transform=Standardize(m=1),
     )
