@@ -14,6 +14,7 @@ from admire.bench.methods import METHODS
 from admire.bench.problems import Problem, load_problem
 from admire.config import Budget, OptimizerConfig
 from admire.runners.replay import ReplayRunner, RunTable
+from admire.trial import TrialSpec
 
 
 class _Guarded:
@@ -226,3 +227,43 @@ def test_the_summary_shows_seeds_that_end_on_the_wrong_mixture() -> None:
     assert row["cost_to_best_stable_median"] == pytest.approx(0.2)
     assert row["cost_to_best_stable_q75"] == 10.0
     assert row["ends_on_best"] == 0.6 and row["reached_best"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("name", "faithful"), [("synth-pool", True), ("synth-mislead-pool", False)]
+)
+def test_a_sweep_of_sizes_and_steps_is_a_pool_with_checkpoints(name: str, faithful: bool) -> None:
+    problem = load_problem(name)
+    runner = problem.make_runner()
+    pool = runner.pool()
+    assert pool is not None
+    fids = problem.config.fidelities
+    cheap = min(fids.grid(), key=lambda f: problem.costs[f])
+    full_cheap = next(f for f in fids.grid() if f.model_size == cheap.model_size and f != cheap)
+    at = {f: [p for p in pool if p.fidelity == f] for f in fids.grid()}
+    # Every target mixture was also trained at the cheapest size.
+    cheap_w = np.array([p.weights for p in at[full_cheap]])
+    pairs = [
+        (p, next(q for q in at[full_cheap] if np.abs(q.weights - p.weights).max() < 1e-12))
+        for p in at[fids.target]
+    ]
+    assert len(pairs) == len(at[fids.target]) < len(cheap_w)
+    values = dict(zip(runner.table.run_ids, runner.table.values[:, 0], strict=True))
+    target_y = np.array([values[p.pool_id] for p, _ in pairs])
+    cheap_y = np.array([values[q.pool_id] for _, q in pairs])
+    assert target_y.min() == pytest.approx(problem.best)
+    transferred = target_y[np.argmin(cheap_y)] - problem.best
+    assert (transferred == 0.0) if faithful else (transferred > 0.05)
+    # A full run answers with its half-token checkpoint as its curve.
+    row = at[full_cheap][0]
+    spec = TrialSpec(
+        0,
+        dict(zip(problem.config.domain_names, row.weights, strict=True)),
+        full_cheap,
+        0,
+        row.pool_id,
+    )
+    curve = runner.run(spec).curve
+    checkpoint = next(p for p in at[cheap] if p.run == row.run)
+    assert [t for t, _ in curve] == [int(cheap.tokens), int(full_cheap.tokens)]
+    assert curve[0][1]["loss"] == values[checkpoint.pool_id]

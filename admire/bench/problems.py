@@ -242,6 +242,65 @@ def synthetic_problem(
     )
 
 
+def synthetic_pool_problem(
+    name: str, k: int, seed: int, mislead: float = 0.0, noise: float = 0.005
+) -> Problem:
+    """A pool problem shaped like a sweep of sizes x training steps: the same 48 mixtures
+    trained at each of three sizes (the cheapest also at 208 more, the middle one at 48
+    more), each run with a checkpoint at half its tokens (a `run` column), and every value
+    measured with noise of sd `noise`. Values come from `SyntheticRunner` (with `mislead`,
+    the cheap sizes' ranking is reversed around a basin the target lacks), so the optimum
+    is known only up to the pool: the best target row."""
+    rng = np.random.default_rng(seed)
+    optimum = rng.dirichlet(np.full(k, 2.0))
+    shift = rng.dirichlet(np.ones(k))
+    domains = [f"d{i}" for i in range(k)]
+    sizes = {"S": 1e6, "M": 3e7, "L": 1e9}
+    steps = [5e8, 1e9]
+    data = {
+        "name": name,
+        "domains": domains,
+        "objective": {"metrics": "loss"},
+        "fidelities": {
+            "model_sizes": sizes,
+            "pairs": [[s, t] for s in sizes for t in steps],
+            "target": {"model_size": "L", "tokens": 1e9},
+        },
+        "budget": {"max_trials": 40, "max_cost": 10.0},
+        "runner": {"kind": "replay", "table": "regmix-pile", "mode": "pool"},
+        "optimizer": {"n_initial": 6},
+    }
+    config = parse_config(data, name)
+    truth_runner = SyntheticRunner(config, optimum, shift, mislead)
+    shared = rng.dirichlet(np.ones(k), 48)
+    extra = {"S": rng.dirichlet(np.ones(k), 208), "M": rng.dirichlet(np.ones(k), 48)}
+    rows: list[tuple[str, str, str, float, np.ndarray]] = []
+    for size in sizes:
+        mixtures = np.vstack([shared, extra.get(size, np.empty((0, k)))])
+        for j, w in enumerate(mixtures):
+            rows += [(f"{size}-{j}@{t:g}", f"{size}-{j}", size, t, w) for t in steps]
+    fids = {(f.model_size, f.tokens): f for f in config.fidelities.grid()}
+    values = np.array(
+        [
+            [truth_runner.value(w, fids[(s, t)]) + noise * rng.standard_normal()]
+            for *_, s, t, w in rows
+        ]
+    )
+    table = RunTable(
+        source=name,
+        run_ids=[r[0] for r in rows],
+        domains=domains,
+        metrics=["loss"],
+        model_size=[r[2] for r in rows],
+        tokens=np.array([r[3] for r in rows]),
+        weights=np.array([r[4] for r in rows]),
+        values=values,
+        cost=np.array([6.0 * sizes[r[2]] * r[3] for r in rows]),
+        runs=[r[1] for r in rows],
+    )
+    return replay_problem(name, config, table)
+
+
 PROBLEMS: dict[str, Callable[[], Problem]] = {
     "pile-pool": lambda: _pile("pile-pool", "pool"),
     "pile-cc-pool": lambda: _pile("pile-cc-pool", "pool", "loss.pile_cc"),
@@ -250,6 +309,10 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "synth-8": lambda: synthetic_problem("synth-8", 8, seed=8),
     "synth-mislead": lambda: synthetic_problem("synth-mislead", 5, seed=5, mislead=1.5),
     "synth-curves": lambda: synthetic_problem("synth-curves", 5, seed=6, token_steps=3),
+    "synth-pool": lambda: synthetic_pool_problem("synth-pool", 6, seed=11),
+    "synth-mislead-pool": lambda: synthetic_pool_problem(
+        "synth-mislead-pool", 6, seed=12, mislead=1.5
+    ),
 }
 SUITE = list(PROBLEMS)
 
