@@ -122,7 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "problem",
         help="a problem (pile-pool, pile-cc-pool, pile-continuous, synth-3, synth-8, "
-        "synth-mislead, synth-curves, synth-pool, synth-mislead-pool), `suite` for all of them, or a run-table CSV path",
+        "synth-mislead, synth-curves, synth-pool, synth-mislead-pool, synth-sweep, synth-steps), "
+        "`suite` for all of them, or a run-table CSV path",
     )
     bench.add_argument("--seeds", type=int, default=20)
     bench.add_argument("--out", default=None, help="output folder (default bench-results/PROBLEM)")

@@ -230,7 +230,13 @@ def test_the_summary_shows_seeds_that_end_on_the_wrong_mixture() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "faithful"), [("synth-pool", True), ("synth-mislead-pool", False)]
+    ("name", "faithful"),
+    [
+        ("synth-pool", True),
+        ("synth-mislead-pool", False),
+        ("synth-sweep", False),
+        ("synth-steps", True),
+    ],
 )
 def test_a_sweep_of_sizes_and_steps_is_a_pool_with_checkpoints(name: str, faithful: bool) -> None:
     problem = load_problem(name)
@@ -239,31 +245,27 @@ def test_a_sweep_of_sizes_and_steps_is_a_pool_with_checkpoints(name: str, faithf
     assert pool is not None
     fids = problem.config.fidelities
     cheap = min(fids.grid(), key=lambda f: problem.costs[f])
-    full_cheap = next(f for f in fids.grid() if f.model_size == cheap.model_size and f != cheap)
+    steps = sorted(
+        (f for f in fids.grid() if f.model_size == cheap.model_size), key=lambda f: f.tokens
+    )
+    full_cheap = steps[-1]
     at = {f: [p for p in pool if p.fidelity == f] for f in fids.grid()}
     # Every target mixture was also trained at the cheapest size.
-    cheap_w = np.array([p.weights for p in at[full_cheap]])
     pairs = [
         (p, next(q for q in at[full_cheap] if np.abs(q.weights - p.weights).max() < 1e-12))
         for p in at[fids.target]
     ]
-    assert len(pairs) == len(at[fids.target]) < len(cheap_w)
+    assert len(pairs) == len(at[fids.target]) <= len(at[full_cheap])
     values = dict(zip(runner.table.run_ids, runner.table.values[:, 0], strict=True))
     target_y = np.array([values[p.pool_id] for p, _ in pairs])
     cheap_y = np.array([values[q.pool_id] for _, q in pairs])
     assert target_y.min() == pytest.approx(problem.best)
     transferred = target_y[np.argmin(cheap_y)] - problem.best
     assert (transferred == 0.0) if faithful else (transferred > 0.05)
-    # A full run answers with its half-token checkpoint as its curve.
+    # A full run answers with every checkpoint of the run as its curve.
     row = at[full_cheap][0]
-    spec = TrialSpec(
-        0,
-        dict(zip(problem.config.domain_names, row.weights, strict=True)),
-        full_cheap,
-        0,
-        row.pool_id,
-    )
-    curve = runner.run(spec).curve
-    checkpoint = next(p for p in at[cheap] if p.run == row.run)
-    assert [t for t, _ in curve] == [int(cheap.tokens), int(full_cheap.tokens)]
-    assert curve[0][1]["loss"] == values[checkpoint.pool_id]
+    weights = dict(zip(problem.config.domain_names, row.weights, strict=True))
+    curve = runner.run(TrialSpec(0, weights, full_cheap, 0, row.pool_id)).curve
+    assert [t for t, _ in curve] == [int(f.tokens) for f in steps]
+    checkpoints = [next(p for p in at[f] if p.run == row.run) for f in steps[:-1]]
+    assert [v["loss"] for _, v in curve[:-1]] == [values[p.pool_id] for p in checkpoints]

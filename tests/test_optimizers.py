@@ -199,6 +199,32 @@ def test_the_reserve_trials_run_at_the_target() -> None:
     assert len({p.pool_id for p in proposals}) == 3
 
 
+@pytest.mark.parametrize("reserve_at", ["target-size", "target"])
+def test_the_reserve_runs_the_target_size_at_any_of_its_token_budgets(reserve_at: str) -> None:
+    problem = load_problem("synth-pool")
+    config, runner = problem.config, problem.make_runner()
+    opt = _optimizer("admire", config, runner)
+    records = _drive(opt, config, runner, 5)
+    opt = make_optimizer("admire", opt.space, {**SMALL["admire"], "reserve_at": reserve_at})
+    target = config.fidelities.target
+    pick = next(p for p in opt.space.pool if p.fidelity == target)
+    history = History(
+        records,
+        _costs(config, runner),
+        trials_left=4,
+        pick=opt.space.mixtures.as_dict(pick.weights),
+    )
+    first, *rest = opt.propose(history, remaining=9.0, n=4)
+    # The first run of the target's size checks the standing pick, at the target itself.
+    assert (first.pool_id, first.step, first.fidelity) == (pick.pool_id, "check-pick", target)
+    assert len(rest) == 3 and len({p.pool_id for p in rest}) == 3
+    assert {p.fidelity.model_size for p in rest} == {target.model_size}
+    if reserve_at == "target":
+        assert {p.fidelity for p in rest} == {target}
+    else:  # a half-token target-size run costs half and, early on, tells about as much
+        assert any(p.fidelity.tokens < target.tokens for p in rest)
+
+
 def test_a_target_run_checks_the_standing_pick_first() -> None:
     config, runner = _pile()
     opt = _optimizer("admire", config, runner)

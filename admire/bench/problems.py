@@ -242,43 +242,89 @@ def synthetic_problem(
     )
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """The shape of a released sweep: model sizes (name -> parameters), the token counts each
+    size was evaluated at (its checkpoints, the last one its full run), how many mixtures were
+    trained at every size, and how many more at some sizes."""
+
+    sizes: dict[str, float]
+    tokens: dict[str, list[float]]
+    shared: int
+    extra: dict[str, int]
+    budget: float = 10.0
+    max_trials: int = 40
+
+
+THREE_SIZES = Sweep(
+    sizes={"S": 1e6, "M": 3e7, "L": 1e9},
+    tokens={s: [5e8, 1e9] for s in ("S", "M", "L")},
+    shared=48,
+    extra={"S": 208, "M": 48},
+)
+_PYTHIA_LIKE = {"70M": 7e7, "160M": 1.6e8, "410M": 4.1e8, "1B": 1e9, "7B": 7e9}
+FIVE_SIZES = Sweep(
+    sizes=_PYTHIA_LIKE,
+    # Five checkpoints per run, the full one at 20 tokens per parameter.
+    tokens={s: [20 * n * f for f in (0.2, 0.4, 0.6, 0.8, 1.0)] for s, n in _PYTHIA_LIKE.items()},
+    shared=40,
+    extra={"70M": 160, "160M": 80, "410M": 40, "1B": 10},
+    budget=20.0,
+    max_trials=60,
+)
+ONE_SIZE = Sweep(
+    sizes={"1B": 1e9},
+    tokens={"1B": [2e8 * i for i in range(1, 11)]},
+    shared=64,
+    extra={},
+    budget=20.0,
+    max_trials=60,
+)
+
+
 def synthetic_pool_problem(
-    name: str, k: int, seed: int, mislead: float = 0.0, noise: float = 0.005
+    name: str,
+    k: int,
+    seed: int,
+    mislead: float = 0.0,
+    noise: float = 0.005,
+    sweep: Sweep = THREE_SIZES,
+    cost_noise: float = 0.0,
 ) -> Problem:
-    """A pool problem shaped like a sweep of sizes x training steps: the same 48 mixtures
-    trained at each of three sizes (the cheapest also at 208 more, the middle one at 48
-    more), each run with a checkpoint at half its tokens (a `run` column), and every value
-    measured with noise of sd `noise`. Values come from `SyntheticRunner` (with `mislead`,
-    the cheap sizes' ranking is reversed around a basin the target lacks), so the optimum
-    is known only up to the pool: the best target row."""
+    """A pool problem shaped like a released sweep of sizes x training steps (`sweep`): the
+    same mixtures trained at every size (more at some), each run with its checkpoints (a
+    `run` column), every value measured with noise of sd `noise` and every cost with a
+    relative sd `cost_noise`. Values come from `SyntheticRunner` (with `mislead`, the cheap
+    fidelities' ranking is reversed around a basin the target lacks), so the optimum is known
+    only up to the pool: the best target row. The target is the largest size's full run."""
     rng = np.random.default_rng(seed)
     optimum = rng.dirichlet(np.full(k, 2.0))
     shift = rng.dirichlet(np.ones(k))
     domains = [f"d{i}" for i in range(k)]
-    sizes = {"S": 1e6, "M": 3e7, "L": 1e9}
-    steps = [5e8, 1e9]
+    sizes = sweep.sizes
+    largest = max(sizes, key=sizes.__getitem__)
     data = {
         "name": name,
         "domains": domains,
         "objective": {"metrics": "loss"},
         "fidelities": {
             "model_sizes": sizes,
-            "pairs": [[s, t] for s in sizes for t in steps],
-            "target": {"model_size": "L", "tokens": 1e9},
+            "pairs": [[s, t] for s in sizes for t in sweep.tokens[s]],
+            "target": {"model_size": largest, "tokens": max(sweep.tokens[largest])},
         },
-        "budget": {"max_trials": 40, "max_cost": 10.0},
+        "budget": {"max_trials": sweep.max_trials, "max_cost": sweep.budget},
         "runner": {"kind": "replay", "table": "regmix-pile", "mode": "pool"},
         "optimizer": {"n_initial": 6},
     }
     config = parse_config(data, name)
     truth_runner = SyntheticRunner(config, optimum, shift, mislead)
-    shared = rng.dirichlet(np.ones(k), 48)
-    extra = {"S": rng.dirichlet(np.ones(k), 208), "M": rng.dirichlet(np.ones(k), 48)}
+    shared = rng.dirichlet(np.ones(k), sweep.shared)
+    extra = {s: rng.dirichlet(np.ones(k), n) for s, n in sweep.extra.items()}
     rows: list[tuple[str, str, str, float, np.ndarray]] = []
     for size in sizes:
         mixtures = np.vstack([shared, extra.get(size, np.empty((0, k)))])
         for j, w in enumerate(mixtures):
-            rows += [(f"{size}-{j}@{t:g}", f"{size}-{j}", size, t, w) for t in steps]
+            rows += [(f"{size}-{j}@{t:g}", f"{size}-{j}", size, t, w) for t in sweep.tokens[size]]
     fids = {(f.model_size, f.tokens): f for f in config.fidelities.grid()}
     values = np.array(
         [
@@ -286,6 +332,9 @@ def synthetic_pool_problem(
             for *_, s, t, w in rows
         ]
     )
+    cost = np.array([6.0 * sizes[r[2]] * r[3] for r in rows])
+    if cost_noise > 0:
+        cost *= np.exp(cost_noise * rng.standard_normal(len(rows)))
     table = RunTable(
         source=name,
         run_ids=[r[0] for r in rows],
@@ -295,7 +344,7 @@ def synthetic_pool_problem(
         tokens=np.array([r[3] for r in rows]),
         weights=np.array([r[4] for r in rows]),
         values=values,
-        cost=np.array([6.0 * sizes[r[2]] * r[3] for r in rows]),
+        cost=cost,
         runs=[r[1] for r in rows],
     )
     return replay_problem(name, config, table)
@@ -313,6 +362,10 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "synth-mislead-pool": lambda: synthetic_pool_problem(
         "synth-mislead-pool", 6, seed=12, mislead=1.5
     ),
+    "synth-sweep": lambda: synthetic_pool_problem(
+        "synth-sweep", 8, seed=13, sweep=FIVE_SIZES, cost_noise=0.1
+    ),
+    "synth-steps": lambda: synthetic_pool_problem("synth-steps", 6, seed=14, sweep=ONE_SIZE),
 }
 SUITE = list(PROBLEMS)
 

@@ -92,8 +92,8 @@ class MFBOOptions(Options):
     use_curves: bool = True
     """Use each trial's earlier evaluations (its curve) as observations at their tokens."""
     check_pick: bool = True
-    """When the acquisition buys the study's first target run: run the standing pick,
-    predicted from cheaper runs, instead. A cheap pick the target disagrees with is then
+    """When the acquisition buys the study's first target run (`reserve_at`): run the standing
+    pick, predicted from cheaper runs, instead. A cheap pick the target disagrees with is then
     found out at once (only the first: a continuous study's pick moves with almost every
     trial, and checking each one spent the target runs on checks)."""
     pricing: Literal["reserve", "trials", "cost"] = "reserve"
@@ -105,6 +105,14 @@ class MFBOOptions(Options):
     `reserve` (default): by cost while more trials are left than the target runs the cost
     left allows; the trials after that are target runs (the reserve), which check at the
     target what the cheap runs found, as far as the budget allows."""
+    reserve_at: Literal["target-size", "target"] = "target-size"
+    """What the reserve's trials may run, and which run checks the pick (`check_pick`).
+    `target-size` (default): runs of the target's model size at any of its token budgets,
+    chosen by the acquisition per unit cost. A target-size run stopped early is much
+    cheaper, and where its checkpoints rank mixtures as the full run does (which every full
+    run's curve tells the model) it checks the cheap runs' pick for a fraction of the price.
+    `target`: the target fidelity only. The two are the same where the target size has one
+    token budget."""
 
 
 class AdmireOptimizer(Optimizer):
@@ -354,8 +362,7 @@ class AdmireOptimizer(Optimizer):
                 return None
         costs = self._prices(history, remaining, len(pending))
         if self._in_reserve(history, remaining, len(pending)):
-            target = fids.target_index
-            keep = cand_f == target
+            keep = self._reserve_mask(cand_f)
             if keep.any():
                 cand_w, cand_f = cand_w[keep], cand_f[keep]
                 ids = [i for i, k in zip(ids, keep, strict=True) if k]
@@ -369,7 +376,7 @@ class AdmireOptimizer(Optimizer):
             )
         best = int(np.argmax(scores))
         how = self.options.acquisition
-        check = self._check_pick(history, pending, int(cand_f[best]))
+        check = self._check_pick(history, pending, int(cand_f[best]), affordable)
         if check is not None:
             (cand_w, cand_f, ids), best, how = check, 0, "check-pick"
         pred = predict(model, cand_w[best : best + 1], coords[int(cand_f[best])])
@@ -378,20 +385,24 @@ class AdmireOptimizer(Optimizer):
         return Proposal(cand_w[best], fid, ids[best], how, predicted)
 
     def _check_pick(
-        self, history: History, pending: list[TrialSpec], chosen: int
+        self, history: History, pending: list[TrialSpec], chosen: int, affordable: list[int]
     ) -> tuple[np.ndarray, np.ndarray, list[str | None]] | None:
-        """With `check_pick`, when the acquisition has chosen the first run at the
-        recommendation's fidelity (none done or running): the standing pick instead, as a
-        one-candidate set (weights, fidelity index, pool id)."""
-        at = self.recommend_index()
-        if not self.options.check_pick or chosen != at or len(self.allowed()) < 2:
+        """With `check_pick`, when the acquisition has chosen the first run that checks the
+        recommendation (`_checks`; none done or running): the standing pick at the
+        recommendation's fidelity instead, as a one-candidate set (weights, fidelity index,
+        pool id). The check is a full run even where the reserve may stop runs early: only a
+        pick measured there is held (`_verified_pick`)."""
+        fid = self.space.fidelities.fidelities[chosen]
+        if not self.options.check_pick or not self._checks(fid) or len(self.allowed()) < 2:
             return None
-        fid = self.space.fidelities.fidelities[at]
         specs = [r.spec for r in history.completed] + list(pending)
-        if any(s.fidelity == fid for s in specs):  # only the first target run checks
+        if any(self._checks(s.fidelity) for s in specs):  # only the first such run checks
             return None
         pick = self._standing(history)
         if pick is None:
+            return None
+        at = self.recommend_index()
+        if at not in affordable:
             return None
         if self.space.pool is None:
             return pick[None, :], np.array([at]), [None]
@@ -399,6 +410,15 @@ class AdmireOptimizer(Optimizer):
             if np.abs(row.weights - pick).max() < 1e-9:
                 return row.weights[None, :], np.array([at]), [row.pool_id]
         return None
+
+    def _checks(self, fid: Fidelity) -> bool:
+        """Whether a run at `fid` checks a pick at the recommendation's fidelity: that
+        fidelity itself, or (`reserve_at: target-size`) any token budget of its model size,
+        a run of the same model stopped earlier."""
+        at = self.space.fidelities.fidelities[self.recommend_index()]
+        if self.options.reserve_at == "target":
+            return fid == at
+        return fid.model_size == at.model_size
 
     def _prices(self, history: History, remaining: float, n_pending: int) -> np.ndarray:
         """What a trial at each fidelity costs the acquisition (see `MFBOOptions.pricing`).
@@ -416,12 +436,21 @@ class AdmireOptimizer(Optimizer):
 
     def _in_reserve(self, history: History, remaining: float, n_pending: int) -> bool:
         """Whether the trials left are no more than the target runs the cost left pays for:
-        with `pricing: reserve`, from then on every trial is a target run."""
+        with `pricing: reserve`, from then on every trial is a run of the target's size
+        (`reserve_at`)."""
         left = self._trials_left(history, n_pending)
         if self.options.pricing != "reserve" or left is None or not np.isfinite(remaining):
             return False
         target = float(history.costs[self.space.fidelities.target_index])
         return 0 < left <= math.floor(remaining / target + 1e-9)
+
+    def _reserve_mask(self, cand_f: np.ndarray) -> np.ndarray:
+        """Which candidates' fidelities the reserve may run (`reserve_at`)."""
+        fids = self.space.fidelities
+        if self.options.reserve_at == "target":
+            return cand_f == fids.target_index
+        size = fids.target.model_size
+        return np.array([fids.fidelities[int(i)].model_size == size for i in cand_f])
 
     @staticmethod
     def _trials_left(history: History, n_pending: int) -> int | None:
@@ -475,7 +504,9 @@ class AdmireOptimizer(Optimizer):
     def _verified_pick(self, history: History) -> np.ndarray | None:
         """The standing pick, if it has been run at the recommendation's fidelity: only a
         measured pick is held against a better posterior mean. An unmeasured one stands on
-        the model alone, so the next cheap run that moves the model may move it too."""
+        the model alone, so the next cheap run that moves the model may move it too (a run
+        of the target's size stopped early does not count: a pick held on it stays held on
+        a guess)."""
         pick = self._standing(history)
         fid = self.space.fidelities.fidelities[self.recommend_index()]
         measured = pick is not None and any(
