@@ -362,7 +362,7 @@ class AdmireOptimizer(Optimizer):
                 return None
         costs = self._prices(history, remaining, len(pending))
         if self._in_reserve(history, remaining, len(pending)):
-            keep = self._reserve_mask(cand_f)
+            keep = np.array([self._checks(fids.fidelities[int(i)]) for i in cand_f])
             if keep.any():
                 cand_w, cand_f = cand_w[keep], cand_f[keep]
                 ids = [i for i, k in zip(ids, keep, strict=True) if k]
@@ -412,9 +412,9 @@ class AdmireOptimizer(Optimizer):
         return None
 
     def _checks(self, fid: Fidelity) -> bool:
-        """Whether a run at `fid` checks a pick at the recommendation's fidelity: that
-        fidelity itself, or (`reserve_at: target-size`) any token budget of its model size,
-        a run of the same model stopped earlier."""
+        """Whether a run at `fid` checks a pick at the recommendation's fidelity, and so may
+        run in the reserve: that fidelity itself, or (`reserve_at: target-size`) any token
+        budget of its model size, a run of the same model stopped earlier."""
         at = self.space.fidelities.fidelities[self.recommend_index()]
         if self.options.reserve_at == "target":
             return fid == at
@@ -443,14 +443,6 @@ class AdmireOptimizer(Optimizer):
             return False
         target = float(history.costs[self.space.fidelities.target_index])
         return 0 < left <= math.floor(remaining / target + 1e-9)
-
-    def _reserve_mask(self, cand_f: np.ndarray) -> np.ndarray:
-        """Which candidates' fidelities the reserve may run (`reserve_at`)."""
-        fids = self.space.fidelities
-        if self.options.reserve_at == "target":
-            return cand_f == fids.target_index
-        size = fids.target.model_size
-        return np.array([fids.fidelities[int(i)].model_size == size for i in cand_f])
 
     @staticmethod
     def _trials_left(history: History, n_pending: int) -> int | None:
