@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -325,7 +326,8 @@ class Study:
     def predict(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The optimiser's predicted objective and sd for mixtures (n, domains in the study's
         order) at the target fidelity; None when it has no model or nothing completed yet."""
-        return self.optimizer.predict(self.history(), weights)
+        with _quiet_jitter():
+            return self.optimizer.predict(self.history(), weights)
 
     # ---- the loop --------------------------------------------------------------------------
     def optimize(
@@ -422,7 +424,8 @@ class Study:
                 run_id = self.store.start_trial(self.parent_id, spec, "retry", None, where)
                 return _Started(run_id, spec, "retry", pool.submit(self._run, run_id, spec), where)
         start = time.perf_counter()
-        proposals = self.optimizer.propose(history, remaining, pending)
+        with _quiet_jitter():
+            proposals = self.optimizer.propose(history, remaining, pending)
         self.last_optimizer_seconds = time.perf_counter() - start
         if not proposals:
             return None
@@ -624,7 +627,8 @@ class Study:
         key = (len(records), len(done), done[-1].run_id if done else "")
         if self._rec_cache is not None and self._rec_cache[0] == key:
             return self._rec_cache[1]
-        rec = self.optimizer.recommend(self.history(records))
+        with _quiet_jitter():
+            rec = self.optimizer.recommend(self.history(records))
         if rec is not None:
             self._pick = dict(rec.weights)
             truth = self.runner.reference(rec.weights, self.fidelities.target)
@@ -745,3 +749,13 @@ __all__ = [
     "StudyNotFoundError",
     "TooManyFailuresError",
 ]
+
+
+@contextmanager
+def _quiet_jitter() -> Iterator[None]:
+    """Silence GPyTorch's "added jitter" warnings during an optimiser's decision: a kernel
+    matrix over near-duplicate mixtures is routinely nearly singular, the jitter is the
+    standard remedy, and a warning per Cholesky factor buried the study's progress lines."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"A not p\.d\., added jitter")
+        yield

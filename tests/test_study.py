@@ -191,3 +191,24 @@ def test_progress_line_per_trial(tracking_uri: str, capsys: pytest.CaptureFixtur
     assert "[pile-replay] t000 (1 of 2) 1M × 1B tok" in out
     assert "[pile-replay] t001 (2 of 2)" in out
     assert "recommended mixture at 1B" in out
+
+
+def test_jitter_warnings_are_quiet_during_decisions_and_only_those() -> None:
+    import warnings
+
+    import torch
+    from linear_operator.utils.cholesky import psd_safe_cholesky
+
+    from admire.study import _quiet_jitter
+
+    singular = torch.ones(3, 3, dtype=torch.float64)  # rank one: Cholesky needs jitter
+    with warnings.catch_warnings(record=True) as outside:
+        warnings.simplefilter("always")
+        psd_safe_cholesky(singular)
+    assert any("added jitter" in str(w.message) for w in outside)
+    with warnings.catch_warnings(record=True) as inside:
+        warnings.simplefilter("always")
+        with _quiet_jitter():
+            psd_safe_cholesky(singular)
+            warnings.warn("something else", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in inside] == ["something else"]
