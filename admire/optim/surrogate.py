@@ -159,6 +159,7 @@ def fit_surrogate(
     discrepancy: bool = False,
     mixing_law: bool = False,
     fixed: dict[str, Tensor] | None = None,
+    init: dict[str, Tensor] | None = None,
 ) -> SingleTaskGP:
     """Fit the multi-fidelity GP to encoded inputs (n, k + 2) and outcomes (n, 1) (maximised).
 
@@ -168,7 +169,8 @@ def fit_surrogate(
     the fidelity-local delta(w) term; `mixing_law` replaces the constant prior mean by
     `MixingLawMean`. `fixed` is the state of an earlier fit of the same
     structure (`hyperparameters`): the GP is then conditioned on the data with those
-    hyperparameters, without optimising them."""
+    hyperparameters, without optimising them; `init`, such a state the fit starts from
+    instead of the priors' modes."""
     k = train_x.shape[-1] - N_FIDELITY_DIMS
     mix_dims = list(range(k))
     fid_dims = [k, k + 1]
@@ -198,6 +200,8 @@ def fit_surrogate(
     if fixed is not None:
         model.load_state_dict(fixed, strict=False)
     else:
+        if init is not None:
+            model.load_state_dict(init, strict=False)
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizationWarning)
