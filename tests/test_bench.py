@@ -91,10 +91,15 @@ def test_bench_writes_the_summary_plots_and_mlflow_run(
     tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
-    rows = run_bench(
-        "synth-3", 2, tmp_path, ["random", "regression"], workers=1, log=lambda _: None
-    )
+    lines: list[str] = []
+    rows = run_bench("synth-3", 2, tmp_path, ["random", "regression"], workers=1, log=lines.append)
     assert [r["method"] for r in rows] == ["random", "regression"]
+    # Seed by seed, every method in turn, each line telling the time left.
+    jobs = [line for line in lines if line.lstrip().startswith("[")]
+    assert [line.split()[1:4] for line in jobs] == [
+        [m, "seed", s] for s in "01" for m in ("random", "regression")
+    ]
+    assert all(" s left)" in line for line in jobs) and "about 0 s left" in jobs[-1]
     with (tmp_path / "summary.csv").open() as fh:
         summary = list(csv.DictReader(fh))
     assert list(summary[0]) == SUMMARY_COLUMNS

@@ -274,7 +274,9 @@ def run_bench(
         raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
     out.mkdir(parents=True, exist_ok=True)
     budget = problem.config.budget.max_cost or math.inf
-    jobs = [(name, byo, m, s, concurrent) for m in methods for s in range(seeds)]
+    # Seed by seed, every method in turn: the time left can be told from the jobs done, and
+    # a bench stopped early has every method on its first seeds.
+    jobs = [(name, byo, m, s, concurrent) for s in range(seeds) for m in methods]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     log(
         f"bench {problem.name}: {len(methods)} methods x {seeds} seeds, budget {budget:g} "
@@ -287,10 +289,12 @@ def run_bench(
         for trace in pool.imap_unordered(_job, jobs):
             traces.append(trace)
             final = trace.regrets[-1] if trace.regrets else math.nan
+            elapsed = time.perf_counter() - t0
+            left = elapsed / len(traces) * (len(jobs) - len(traces))
             log(
                 f"  [{len(traces)}/{len(jobs)}] {trace.method:<10} seed {trace.seed:<3} "
                 f"{len(trace.costs):>3} trials, final regret {final:.4f} "
-                f"({time.perf_counter() - t0:.0f} s)"
+                f"({elapsed:.0f} s, about {left:.0f} s left)"
             )
     traces.sort(key=lambda t: (methods.index(t.method), t.seed))
     uninformed = _uninformed_regret(problem)
