@@ -190,8 +190,9 @@ class AdmireOptimizer(Optimizer):
         if not self.options.warm_start:
             points = points[-1:]
         keys = [_key(done[:p]) for p in points]
-        have = [i for i, key in enumerate(keys) if key in self._fits]
-        first = have[-1] + 1 if have else 0
+        first = 0  # the fits already made, as a leading run of the chain
+        while first < len(keys) and keys[first] in self._fits:
+            first += 1
         hyper = self._fits[keys[first - 1]] if first else None
         model = None
         seen = {r.spec.fidelity for r in done[: points[first - 1]]} if first else set()
@@ -203,7 +204,7 @@ class AdmireOptimizer(Optimizer):
             hyper = self._fits[key] = hyperparameters(model)
             seen = now
         # Only the schedule's current chain can be warm-started from again.
-        self._fits = {key: self._fits[key] for key in keys}
+        self._fits = {key: self._fits[key] for key in keys if key in self._fits}
         if model is not None and points[-1] == len(done):
             return model
         return self._fit(done, fixed=hyper)
