@@ -304,7 +304,7 @@ def test_hyperparameters_are_refitted_on_a_schedule_that_a_resumed_study_repeats
     costs = _costs(config, runner)
     opt = _optimizer("admire", config, runner)
     records = _drive(opt, config, runner, 12)
-    points = [opt._refit_points(records[:m])[-1] for m in range(1, len(records) + 1)]
+    points = [opt.gp.refit_points(records[:m])[-1] for m in range(1, len(records) + 1)]
     assert points == sorted(points) and points[0] == 1
     m = max(i for i, p in enumerate(points, start=1) if p < i)  # the last trial not refitted at
     history = History(records[:m], costs)
@@ -321,7 +321,9 @@ def test_hyperparameters_are_refitted_on_a_schedule_that_a_resumed_study_repeats
         going.predicted,
     )
     every = make_optimizer("admire", opt.space, {**SMALL["admire"], "refit_growth": 0.0})
-    assert [every._refit_points(records[:i])[-1] for i in range(1, m + 1)] == list(range(1, m + 1))
+    assert [every.gp.refit_points(records[:i])[-1] for i in range(1, m + 1)] == list(
+        range(1, m + 1)
+    )
 
 
 def test_warm_started_fits_form_a_chain_that_a_resumed_study_refits() -> None:
@@ -332,7 +334,7 @@ def test_warm_started_fits_form_a_chain_that_a_resumed_study_refits() -> None:
     opt = _optimizer("admire", config, runner)
     warm = make_optimizer("admire", opt.space, {**SMALL["admire"], "warm_start": True})
     records = _drive(warm, config, runner, 14)
-    points = warm._refit_points(records)
+    points = warm.gp.refit_points(records)
     assert len(points) >= 3
     history = History(records[: points[-1]], _costs(config, runner))
     ran_through = hyperparameters(warm.model(history))

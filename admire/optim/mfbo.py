@@ -1,8 +1,8 @@
 """admire's multi-fidelity BO, and its single-fidelity variants (the bench's `sf-*` methods).
 
 1. A space-filling initial design at the cheapest fidelity (regenerated from the study seed).
-2. The multi-fidelity GP of `surrogate.py` over (mixture, fidelity), refitted on every
-   decision from the completed trials.
+2. The multi-fidelity GP of `surrogate.py` over (mixture, fidelity), conditioned on the
+   completed trials, its hyperparameters fitted on a schedule (`model.py`).
 3. A cost-aware multi-fidelity knowledge gradient (`acquisition.py`) over a finite, exactly
    feasible candidate set (`candidates.py`); under a trial cap the last trials the budget
    allows are kept for target runs (`pricing`).
@@ -29,12 +29,9 @@ from admire.config import NO_BOOL, Fidelity
 from admire.optim.acquisition import mf_kg_scores, mf_mes_scores, p_better, predict
 from admire.optim.base import History, Optimizer, Options, Proposal, Recommendation
 from admire.optim.candidates import target_candidates
-from admire.optim.surrogate import encode, fit_surrogate, hyperparameters, loo_log_density
+from admire.optim.model import StudyGP
+from admire.optim.surrogate import encode
 from admire.trial import TrialSpec, trial_seed
-
-TRANSFER_MIN_RUNS = 4
-"""Target observations before `validate_transfer` compares models: with fewer, a GP of the
-target runs alone predicts each of them from almost nothing."""
 
 
 class MFBOOptions(Options):
@@ -131,8 +128,7 @@ class AdmireOptimizer(Optimizer):
 
     def __init__(self, space, options=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(space, options)
-        self._model_cache: tuple[tuple[int, str], object, bool] | None = None
-        self._fits: dict[tuple[int, str], dict] = {}
+        self.gp = StudyGP(self.space, self.options, self.value, self.recommend_index())
 
     # ---- which fidelities this variant uses ------------------------------------------------
     def allowed(self) -> list[int]:
@@ -145,121 +141,12 @@ class AdmireOptimizer(Optimizer):
 
     # ---- the model -------------------------------------------------------------------------
     def model(self, history: History):  # type: ignore[no-untyped-def]
-        """The GP conditioned on the completed trials (cached per history), with the
-        hyperparameters fitted at the last point of the refit schedule; with
-        `validate_transfer`, the GP of the target runs alone where the cheap runs mislead."""
-        done = history.completed
-        key = _key(done)
-        if self._model_cache is None or self._model_cache[0] != key:
-            model = self._multi_fidelity(done)
-            alone = self._target_alone(done, model) if self.options.validate_transfer else None
-            self._model_cache = (key, model if alone is None else alone, alone is None)
-        return self._model_cache[1]
+        """The study's GP of the completed trials (`StudyGP`)."""
+        return self.gp.model(history)
 
     def transfers(self, history: History) -> bool:
-        """Whether the cheap fidelities inform the model (false once `validate_transfer` has
-        found that the target runs alone predict the target better)."""
-        self.model(history)
-        assert self._model_cache is not None
-        return self._model_cache[2]
-
-    def _target_alone(self, done: list, model):  # type: ignore[no-untyped-def,type-arg]
-        """A GP of the target observations alone, if it predicts them (leave-one-out) better
-        than the multi-fidelity `model` does; else None."""
-        # `model` was fitted to these same observations, in this order.
-        w, f, y = self._observations(done)
-        target = torch.tensor(self.space.fidelities.coords()[self.recommend_index()])
-        keep = (f - target).abs().amax(dim=-1) < 1e-9
-        if int(keep.sum()) < TRANSFER_MIN_RUNS or bool(keep.all()):
-            return None
-        with torch.random.fork_rng():
-            torch.manual_seed(self.space.seed)
-            alone = fit_surrogate(
-                encode(w[keep], f[keep]),
-                y[keep],
-                scaled=self.options.fidelity_scaling,
-                informative=self.options.informative_fidelity_prior,
-            )
-        everything = torch.ones(len(alone.train_targets), dtype=torch.bool)
-        if loo_log_density(alone, everything) > loo_log_density(model, keep):
-            return alone
-        return None
-
-    def _multi_fidelity(self, done: list):  # type: ignore[no-untyped-def,type-arg]
-        points = self._refit_points(done)
-        if not self.options.warm_start:
-            points = points[-1:]
-        keys = [_key(done[:p]) for p in points]
-        first = 0  # the fits already made, as a leading run of the chain
-        while first < len(keys) and keys[first] in self._fits:
-            first += 1
-        hyper = self._fits[keys[first - 1]] if first else None
-        model = None
-        seen = {r.spec.fidelity for r in done[: points[first - 1]]} if first else set()
-        for p, key in zip(points[first:], keys[first:], strict=True):
-            now = {r.spec.fidelity for r in done[:p]}
-            # A fidelity's first runs move its hyperparameters far: those fits start afresh.
-            warm = self.options.warm_start and now == seen
-            model = self._fit(done[:p], init=hyper if warm else None)
-            hyper = self._fits[key] = hyperparameters(model)
-            seen = now
-        # Only the schedule's current chain can be warm-started from again.
-        self._fits = {key: self._fits[key] for key in keys if key in self._fits}
-        if model is not None and points[-1] == len(done):
-            return model
-        return self._fit(done, fixed=hyper)
-
-    def _fit(self, done: list, fixed: dict | None = None, init: dict | None = None):  # type: ignore[no-untyped-def,type-arg]
-        w, f, y = self._observations(done)
-        with torch.random.fork_rng():
-            torch.manual_seed(self.space.seed)
-            return fit_surrogate(
-                encode(w, f),
-                y,
-                scaled=self.options.fidelity_scaling,
-                informative=self.options.informative_fidelity_prior,
-                discrepancy=self.options.discrepancy,
-                mixing_law=self.options.mixing_law,
-                fixed=fixed,
-                init=init,
-            )
-
-    def _refit_points(self, done: list) -> list[int]:  # type: ignore[type-arg]
-        """The prefixes of the completed trials at which the hyperparameters are fitted: each
-        one at which some fidelity's trial count reached (1 + refit_growth) times its count at
-        the fit before (a first trial at a fidelity always counts). The last is the fit in
-        use."""
-        growth = self.options.refit_growth
-        counts: dict[Fidelity, int] = {}
-        at_fit: dict[Fidelity, int] = {}
-        points = []
-        for m, r in enumerate(done, start=1):
-            fid = r.spec.fidelity
-            counts[fid] = counts.get(fid, 0) + 1
-            if growth == 0 or counts[fid] >= max(1, math.ceil((1 + growth) * at_fit.get(fid, 0))):
-                points.append(m)
-                at_fit = dict(counts)
-        return points
-
-    def _observations(self, done: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # type: ignore[type-arg]
-        """Training data: every completed trial at its fidelity and, with `use_curves`, its
-        curve's earlier evaluations at their token counts (free observations of the run)."""
-        fids = self.space.fidelities
-        points: list[tuple[np.ndarray, Fidelity, float]] = []
-        for r in done:
-            w = self.space.weights(r.spec)
-            points.append((w, r.spec.fidelity, self.value(r)))
-            if self.options.use_curves:
-                size = r.spec.fidelity.model_size
-                points += [
-                    (w, Fidelity(model_size=size, tokens=float(t)), self.space.sign * v)
-                    for t, v in r.objective_curve
-                    if t < r.spec.fidelity.tokens
-                ]
-        w = torch.tensor(np.array([p[0] for p in points]))
-        f = torch.tensor(fids.coords_at([p[1] for p in points]))
-        y = torch.tensor([[p[2]] for p in points], dtype=torch.float64)
-        return w, f, y
+        """Whether the cheap fidelities inform the model (`StudyGP.transfers`)."""
+        return self.gp.transfers(history)
 
     def _believe(self, model, pending: Sequence[TrialSpec]):  # type: ignore[no-untyped-def]
         """The model conditioned on its own mean at the pending trials."""
@@ -552,10 +439,6 @@ class AdmireOptimizer(Optimizer):
             "p_better_than_uniform": odds[0],
             "p_better_than_best_observed": odds[1] if runs else None,
         }
-
-
-def _key(done: list) -> tuple[int, str]:  # type: ignore[type-arg]
-    return (len(done), done[-1].run_id if done else "")
 
 
 class SingleFidelityTarget(AdmireOptimizer):
