@@ -69,7 +69,7 @@ class MFBOOptions(Options):
     warm_start: bool = False
     """Start each fit of the hyperparameters from the schedule's previous fit (the same study
     a few trials earlier) instead of from their priors' modes; a fit at which some fidelity
-    has its first trials still starts from the priors. A third less fitting time, but on the
+    has its first trial still starts from the priors. Up to a third less fitting time, but on the
     bench the pick settled later (`pile-pool`, 20 seeds: stays from 0.66 units, against 0.026
     from the priors), so it is off. Each fit in the chain is a function of the history alone,
     so a resumed study refits the chain once and decides as the one it resumes."""

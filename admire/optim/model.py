@@ -91,14 +91,13 @@ class StudyGP:
             first += 1
         hyper = self._fits[keys[first - 1]] if first else None
         model = None
-        seen = {r.spec.fidelity for r in done[: points[first - 1]]} if first else set()
         for p, key in zip(points[first:], keys[first:], strict=True):
-            now = {r.spec.fidelity for r in done[:p]}
-            # A fidelity's first runs move its hyperparameters far: those fits start afresh.
-            warm = self.options.warm_start and now == seen
+            # A fidelity's first trial is always a refit point, and moves its hyperparameters
+            # far: that fit starts afresh.
+            newcomer = all(r.spec.fidelity != done[p - 1].spec.fidelity for r in done[: p - 1])
+            warm = self.options.warm_start and not newcomer
             model = self._fit(done[:p], init=hyper if warm else None)
             hyper = self._fits[key] = hyperparameters(model)
-            seen = now
         # Only the schedule's current chain can be warm-started from again.
         self._fits = {key: self._fits[key] for key in keys if key in self._fits}
         if model is not None and points[-1] == len(done):
