@@ -16,7 +16,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,7 +39,15 @@ from admire.config import (
     load_config,
 )
 from admire.failures import FailurePolicy, TooManyFailuresError
-from admire.optim import History, Optimizer, Proposal, Recommendation, SearchSpace, make_optimizer
+from admire.optim import (
+    History,
+    Optimizer,
+    Proposal,
+    Recommendation,
+    SearchSpace,
+    make_optimizer,
+    quiet_numerics,
+)
 from admire.optim.cost import CostModel
 from admire.runners import Runner, make_runner
 from admire.runners.replay import BUILTIN_TABLES
@@ -326,7 +333,7 @@ class Study:
     def predict(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The optimiser's predicted objective and sd for mixtures (n, domains in the study's
         order) at the target fidelity; None when it has no model or nothing completed yet."""
-        with _quiet_jitter():
+        with quiet_numerics():
             return self.optimizer.predict(self.history(), weights)
 
     # ---- the loop --------------------------------------------------------------------------
@@ -424,7 +431,7 @@ class Study:
                 run_id = self.store.start_trial(self.parent_id, spec, "retry", None, where)
                 return _Started(run_id, spec, "retry", pool.submit(self._run, run_id, spec), where)
         start = time.perf_counter()
-        with _quiet_jitter():
+        with quiet_numerics():
             proposals = self.optimizer.propose(history, remaining, pending)
         self.last_optimizer_seconds = time.perf_counter() - start
         if not proposals:
@@ -627,7 +634,7 @@ class Study:
         key = (len(records), len(done), done[-1].run_id if done else "")
         if self._rec_cache is not None and self._rec_cache[0] == key:
             return self._rec_cache[1]
-        with _quiet_jitter():
+        with quiet_numerics():
             rec = self.optimizer.recommend(self.history(records))
         if rec is not None:
             self._pick = dict(rec.weights)
@@ -749,13 +756,3 @@ __all__ = [
     "StudyNotFoundError",
     "TooManyFailuresError",
 ]
-
-
-@contextmanager
-def _quiet_jitter() -> Iterator[None]:
-    """Silence GPyTorch's "added jitter" warnings during an optimiser's decision: a kernel
-    matrix over near-duplicate mixtures is routinely nearly singular, the jitter is the
-    standard remedy, and a warning per Cholesky factor buried the study's progress lines."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"A not p\.d\., added jitter")
-        yield

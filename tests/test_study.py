@@ -193,22 +193,32 @@ def test_progress_line_per_trial(tracking_uri: str, capsys: pytest.CaptureFixtur
     assert "recommended mixture at 1B" in out
 
 
-def test_jitter_warnings_are_quiet_during_decisions_and_only_those() -> None:
+def test_numerical_notices_are_quiet_during_decisions_and_only_those() -> None:
     import warnings
 
     import torch
+    from gpytorch.distributions import MultivariateNormal
+    from linear_operator.operators import DiagLinearOperator
     from linear_operator.utils.cholesky import psd_safe_cholesky
 
-    from admire.study import _quiet_jitter
+    from admire.optim import quiet_numerics
 
     singular = torch.ones(3, 3, dtype=torch.float64)  # rank one: Cholesky needs jitter
+    rounded = MultivariateNormal(
+        torch.zeros(2, dtype=torch.float64),
+        DiagLinearOperator(torch.tensor([-1e-9, 1.0], dtype=torch.float64)),
+    )
     with warnings.catch_warnings(record=True) as outside:
         warnings.simplefilter("always")
         psd_safe_cholesky(singular)
-    assert any("added jitter" in str(w.message) for w in outside)
+        assert rounded.variance.min() > 0
+    notices = [str(w.message) for w in outside]
+    assert any("added jitter" in m for m in notices)
+    assert any("Negative variance" in m for m in notices)
     with warnings.catch_warnings(record=True) as inside:
         warnings.simplefilter("always")
-        with _quiet_jitter():
+        with quiet_numerics():
             psd_safe_cholesky(singular)
+            assert rounded.variance.min() > 0
             warnings.warn("something else", UserWarning, stacklevel=1)
     assert [str(w.message) for w in inside] == ["something else"]

@@ -21,6 +21,7 @@ from admire.optim.base import (
     Proposal,
     Recommendation,
     SearchSpace,
+    quiet_numerics,
 )
 
 # Imported on demand: Ax and LightGBM take seconds to import and most studies use neither.
@@ -60,4 +61,5 @@ __all__ = [
     "SearchSpace",
     "make_optimizer",
     "optimizer_class",
+    "quiet_numerics",
 ]

@@ -11,8 +11,10 @@ without the crash. Caches are allowed; they must never change an answer.
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -255,3 +257,15 @@ class Optimizer(ABC):
             fidelity=label(self.space.fidelities.target),
             pool_id=pool_id,
         )
+
+
+@contextmanager
+def quiet_numerics() -> Iterator[None]:
+    """Silence GPyTorch's routine numerical notices during an optimiser's decision: "added
+    jitter" (a kernel matrix over near-duplicate mixtures is nearly singular; the jitter is the
+    standard remedy) and "negative variance values" (rounding below zero, set to 1e-10). A
+    warning per Cholesky factor buried a study's progress lines and a benchmark's table."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"A not p\.d\., added jitter")
+        warnings.filterwarnings("ignore", message=r"Negative variance values detected")
+        yield
