@@ -168,11 +168,14 @@ def mf_kg_scores(
             torch.as_tensor(cand_weights, dtype=torch.float64),
             coords[torch.as_tensor(cand_fidelity, dtype=torch.long)],
         )
+        # A trial's outcome is observed with noise (scaled per fidelity by the model).
+        _, var_x = _marginals(model, x, observation_noise=True)
         cross = _cross_covariance(model, x, xt)
         gains = []
         for lo in range(0, len(x), CHUNK // 4):
-            cov, var_y = cross(lo, lo + CHUNK // 4)
-            s = cov / var_y.clamp_min(1e-18).sqrt().unsqueeze(-1)
+            s = cross(lo, lo + CHUNK // 4) / var_x[lo : lo + CHUNK // 4].clamp_min(
+                1e-18
+            ).sqrt().unsqueeze(-1)
             # One quantile at a time: the (candidates x targets) slab stays in cache, where the
             # whole (candidates x targets x quantiles) block would not (ten times slower).
             best = torch.stack([(mu_t + s * zq).amax(dim=1) for zq in z], dim=-1)
@@ -196,14 +199,12 @@ def _marginals(
 
 
 def _cross_covariance(model: SingleTaskGP, x: Tensor, xt: Tensor):  # type: ignore[no-untyped-def]
-    """For rows lo:hi of `x`: the posterior Cov(f(x_i), f(xt_j)) and the variance of an
-    observation at x_i (the latent's plus the noise the model puts at its fidelity), in the
-    outcome's units.
+    """Posterior Cov(f(x_i), f(xt_j)) for rows lo:hi of `x`, in the outcome's units.
 
     Cov = K(x, xt) - K(x, X) R R^T K(X, xt), with R R^T the inverse of the training
-    covariance (the root GPyTorch caches for predictions); the variance reuses K(x, X) R.
-    Asking the posterior for the joint of x and xt would also compute the x-x and xt-xt
-    blocks, which the knowledge gradient never reads, for every chunk of candidates."""
+    covariance (the root GPyTorch caches for predictions). Asking the posterior for the joint
+    of x and xt would also compute the x-x and xt-xt blocks, which the knowledge gradient
+    never reads, for every chunk of candidates."""
     train = model.train_inputs[0]
     model.posterior(xt[:1])  # builds the prediction cache for the current training data
     root = to_dense(model.prediction_strategy.covar_cache)
@@ -213,13 +214,9 @@ def _cross_covariance(model: SingleTaskGP, x: Tensor, xt: Tensor):  # type: igno
         model.outcome_transform.stdvs.squeeze() ** 2 if hasattr(model, "outcome_transform") else 1.0
     )
 
-    def rows(lo: int, hi: int) -> tuple[Tensor, Tensor]:
+    def rows(lo: int, hi: int) -> Tensor:
         xc = x[lo:hi]
         left = to_dense(kernel(xc, train)) @ root
-        prior = to_dense(kernel(xc, xc, diag=True))
-        noise = model.likelihood.noise_covar(xc).diagonal()
-        latent = (prior - (left * left).sum(dim=-1)).clamp_min(0.0)
-        cov = (to_dense(kernel(xc, xt)) - left @ right) * scale
-        return cov, (latent + noise) * scale
+        return (to_dense(kernel(xc, xt)) - left @ right) * scale
 
     return rows
