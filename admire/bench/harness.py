@@ -11,6 +11,7 @@ recommendation scores the regret of the mean target value (an uninformed pick).
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import multiprocessing as mp
 import os
@@ -141,7 +142,14 @@ def _throwaway_store(folder: Path) -> str:
         from mlflow.tracking import MlflowClient
 
         _TEMPLATE = Path(tempfile.mkdtemp(prefix="admire-bench-")) / "template.db"
-        MlflowClient(tracking_uri=f"sqlite:///{_TEMPLATE}").search_experiments()
+        # MLflow announces its migrations at INFO, once per worker: noise between progress lines.
+        migrations = logging.getLogger("mlflow.store.db.utils")
+        level = migrations.level
+        migrations.setLevel(logging.WARNING)
+        try:
+            MlflowClient(tracking_uri=f"sqlite:///{_TEMPLATE}").search_experiments()
+        finally:
+            migrations.setLevel(level)
     shutil.copyfile(_TEMPLATE, folder / "mlflow.db")
     return f"sqlite:///{folder / 'mlflow.db'}"
 
