@@ -91,6 +91,10 @@ def test_bench_writes_the_summary_plots_and_mlflow_run(
     tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    # The worker process builds its stores' migrated template in a temporary folder of ours.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     lines: list[str] = []
     rows = run_bench("synth-3", 2, tmp_path, ["random", "regression"], workers=1, log=lines.append)
     assert [r["method"] for r in rows] == ["random", "regression"]
@@ -118,6 +122,7 @@ def test_bench_writes_the_summary_plots_and_mlflow_run(
     exp = client.get_experiment_by_name("bench-synth-3")
     run = client.search_runs([exp.experiment_id])[0]
     assert "random.final_regret_median" in run.data.metrics
+    assert list(scratch.iterdir()) == [], "the worker left files behind"
 
 
 def _small_table(path: Path, score: bool = False) -> Path:

@@ -15,7 +15,6 @@ import logging
 import math
 import multiprocessing as mp
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -135,26 +134,29 @@ def run_one(problem: Problem, method: str, seed: int, concurrent: int = 1) -> Tr
 
 
 def _throwaway_store(folder: Path) -> str:
-    """A fresh SQLite MLflow store in `folder`, copied from a migrated template (running
-    MLflow's migrations costs seconds per store)."""
+    """A fresh SQLite MLflow store in `folder`, copied from a migrated template held in
+    memory (running MLflow's migrations costs seconds per store; a template left on disk
+    would outlive the pool's workers, which are terminated, not shut down)."""
     global _TEMPLATE
-    if _TEMPLATE is None or not _TEMPLATE.exists():
+    if _TEMPLATE is None:
         from mlflow.tracking import MlflowClient
 
-        _TEMPLATE = Path(tempfile.mkdtemp(prefix="admire-bench-")) / "template.db"
         # MLflow announces its migrations at INFO, once per worker: noise between progress lines.
         migrations = logging.getLogger("mlflow.store.db.utils")
         level = migrations.level
         migrations.setLevel(logging.WARNING)
         try:
-            MlflowClient(tracking_uri=f"sqlite:///{_TEMPLATE}").search_experiments()
+            with tempfile.TemporaryDirectory(prefix="admire-bench-") as tmp:
+                db = Path(tmp) / "template.db"
+                MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+                _TEMPLATE = db.read_bytes()
         finally:
             migrations.setLevel(level)
-    shutil.copyfile(_TEMPLATE, folder / "mlflow.db")
+    (folder / "mlflow.db").write_bytes(_TEMPLATE)
     return f"sqlite:///{folder / 'mlflow.db'}"
 
 
-_TEMPLATE: Path | None = None
+_TEMPLATE: bytes | None = None
 
 
 def _scratch() -> str | None:
