@@ -3,6 +3,8 @@ multi-fidelity problem (a real function of the simplex with a known optimum)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -122,15 +124,16 @@ def test_the_discrepancy_term_keeps_the_cheap_ranking_and_widens_the_target(synt
 
 
 @pytest.mark.parametrize(
-    ("discrepancy", "mixing_law"), [(False, False), (True, False), (False, True)]
+    ("discrepancy", "mixing_law", "noise_floor"),
+    [(False, False, False), (True, False, False), (False, True, False), (False, False, True)],
 )
 def test_the_fit_loss_is_gpytorchs_marginal_likelihood_with_its_priors(
-    synth, discrepancy, mixing_law
+    synth, discrepancy, mixing_law, noise_floor
 ) -> None:
     """The dense loss the fit minimises is GPyTorch's exact marginal log likelihood (priors
     included), negated, in value and gradient, at the fitted and at perturbed
     hyperparameters, with the fidelity-scaled noise of observations at three fidelities (and
-    with the mixing-law prior mean's parameters and prior)."""
+    with the mixing-law prior mean's parameters and prior, and the noise floor's)."""
     from botorch.optim.closures import get_loss_closure_with_grads
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
@@ -144,9 +147,14 @@ def test_the_fit_loss_is_gpytorchs_marginal_likelihood_with_its_priors(
     x = encode(torch.tensor(observed), torch.tensor(coords[index]))
     torch.manual_seed(0)
     model = fit_surrogate(
-        x, torch.tensor(y, dtype=torch.float64), discrepancy=discrepancy, mixing_law=mixing_law
+        x,
+        torch.tensor(y, dtype=torch.float64),
+        discrepancy=discrepancy,
+        mixing_law=mixing_law,
+        noise_floor=noise_floor,
     )
     assert any("mean_module.weights" in k for k, _ in model.named_parameters()) == mixing_law
+    assert any("raw_floor" in k for k, _ in model.named_parameters()) == noise_floor
     model.train()
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
     params = {k: v for k, v in mll.named_parameters() if v.requires_grad}
@@ -160,6 +168,31 @@ def test_the_fit_loss_is_gpytorchs_marginal_likelihood_with_its_priors(
         with torch.no_grad():
             for p in params.values():
                 p.add_(0.3 * (step + 1))
+
+
+def test_the_noise_floor_keeps_the_targets_noise_near_the_cheap_runs() -> None:
+    """`noise_floor`: where every fidelity is measured with the same error (sd 0.02) but
+    mixture effects are ten times smaller at the target, noise scaled by a(f)^2 alone is
+    learned far too small at the target; the floor keeps it nearer the truth."""
+    rng = np.random.default_rng(0)
+    optimum = np.array([0.5, 0.3, 0.2])
+    cheap, target = rng.dirichlet(np.ones(3), 40), rng.dirichlet(np.ones(3), 12)
+    w = torch.tensor(np.vstack([cheap, target]))
+    f = torch.zeros(len(w), 2, dtype=torch.float64)
+    f[len(cheap) :] = 1.0
+    effect = ((w.numpy() - optimum) ** 2).sum(-1)
+    level = np.where(f[:, 0].numpy() > 0, 2.0 + 0.3 * effect, 5.0 + 3.0 * effect)
+    y = -torch.tensor(level + 0.02 * rng.standard_normal(len(w)))[:, None]
+    target_sd = []
+    for floor in (False, True):
+        torch.manual_seed(0)
+        model = fit_surrogate(encode(w, f), y, noise_floor=floor)
+        noise = model.likelihood.noise_covar(encode(w, f)).diagonal().detach()
+        noise = noise * model.outcome_transform.stdvs.squeeze() ** 2
+        target_sd.append(float(noise[len(cheap) :].mean().sqrt()))
+    scaled, floored = target_sd
+    assert floored > 1.2 * scaled
+    assert abs(math.log(floored / 0.02)) < abs(math.log(scaled / 0.02))
 
 
 def test_the_leave_one_out_density_is_the_gp_conditioned_on_the_others(synth) -> None:

@@ -56,6 +56,12 @@ class MFBOOptions(Options):
     """Add a fidelity-local term delta(w) with its own mixture lengthscales to the GP (see
     `surrogate.py`): the target may then have a landscape of its own, not only a scaled copy
     of the cheap one (an ablation, off by default)."""
+    noise_floor: bool = False
+    """Add to the noise a variance that does not shrink with scale (`ScaledNoise` in
+    `surrogate.py`): where repeated runs of the target vary as much as cheap ones do (an
+    evaluation set's sampling noise, a table measured with one error), a noise scaled by
+    a(f)^2 alone is too small at the target, and two target runs within that noise of each
+    other look different enough to move a measured pick (an ablation, off by default)."""
     mixing_law: bool = False
     """A prior mean linear in the weights and the fidelity coordinates (`MixingLawMean` in
     `surrogate.py`), fitted with the GP, in place of a constant (an ablation, off)."""

@@ -115,6 +115,7 @@ class StudyGP:
                 informative=self.options.informative_fidelity_prior,
                 discrepancy=self.options.discrepancy,
                 mixing_law=self.options.mixing_law,
+                noise_floor=self.options.noise_floor,
                 fixed=fixed,
                 init=init,
             )

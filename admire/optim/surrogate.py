@@ -15,7 +15,8 @@ tokens, scaled to [0, 1]). The kernel is
   0.31 nats at 1M and 0.05 at 1B); with one amplitude for all fidelities the GP can only
   explain that by calling the fidelities unrelated, and the target posterior then ignores
   cheap evidence that was right. The observation noise scales with a(f) too (`ScaledNoise`):
-  a cheap run's noise would otherwise swamp the target's small differences. Together this is
+  a cheap run's noise would otherwise swamp the target's small differences (with
+  `noise_floor`, plus a learned variance that does not scale). Together this is
   the autoregressive (co-kriging) structure
   f_target = rho * (a_target / a_cheap) * f_cheap + delta, with rho and the scales learned.
 - With `discrepancy`, a second mixture kernel with its own lengthscales, local in fidelity,
@@ -69,6 +70,9 @@ DISCREPANCY_LENGTHSCALE_MODE = 0.25
 # Its variance relative to the shared term's: about a tenth at the mode.
 DISCREPANCY_SCALE_MODE = 0.1
 FIT_MAXITER = 150
+# The noise that does not shrink with scale (`noise_floor`), as a variance on the
+# standardised scale: at the prior's mode an sd of a hundredth of the outcomes' spread.
+NOISE_FLOOR_MODE = 1e-4
 
 
 def encode(weights: Tensor, fidelity: Tensor) -> Tensor:
@@ -103,12 +107,34 @@ class FidelityScaled(Kernel):
 class ScaledNoise(HomoskedasticNoise):
     """Observation noise that scales with the fidelity's amplitude, a(f)^2 * noise: a seed's
     effect on the loss shrinks with scale as the mixture's does, so one noise level for all
-    fidelities would drown the target's small differences in the cheap runs' noise."""
+    fidelities would drown the target's small differences in the cheap runs' noise. With
+    `floor`, a variance that does not scale is added (learned, its prior small): the part of
+    the noise that the target's runs share with the cheap ones."""
 
-    def __init__(self, scaled: FidelityScaled, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, scaled: FidelityScaled, floor: bool = False, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)
         # Not a submodule: the kernel owns the amplitude's parameters.
         object.__setattr__(self, "_scaled", scaled)
+        self.has_floor = floor
+        if floor:
+            self.register_parameter("raw_floor", torch.nn.Parameter(torch.zeros(1)))
+            self.register_constraint("raw_floor", GreaterThan(1e-6))
+            self.register_prior(
+                "floor_prior",
+                LogNormalPrior(math.log(NOISE_FLOOR_MODE) + 2.0**2, 2.0),
+                lambda m: m.floor,
+                lambda m, v: m._set_floor(v),
+            )
+            self._set_floor(torch.tensor(NOISE_FLOOR_MODE))
+
+    @property
+    def floor(self) -> Tensor:
+        """The part of the noise variance that does not shrink with scale."""
+        return self.raw_floor_constraint.transform(self.raw_floor)
+
+    def _set_floor(self, value: Tensor) -> None:
+        value = torch.as_tensor(value).to(self.raw_floor)
+        self.initialize(raw_floor=self.raw_floor_constraint.inverse_transform(value))
 
     def forward(self, *params, shape=None, **kwargs) -> DiagLinearOperator:  # type: ignore[no-untyped-def]
         base = super().forward(*params, shape=shape, **kwargs)
@@ -116,15 +142,19 @@ class ScaledNoise(HomoskedasticNoise):
             return base
         x = params[0] if torch.is_tensor(params[0]) else params[0][0]
         noise = base.diagonal()
-        return DiagLinearOperator(noise * self._scaled._amplitude(x).expand(noise.shape) ** 2)
+        noise = noise * self._scaled._amplitude(x).expand(noise.shape) ** 2
+        if self.has_floor:
+            noise = noise + self.floor
+        return DiagLinearOperator(noise)
 
 
-def _scaled_likelihood(scaled: FidelityScaled) -> GaussianLikelihood:
-    """BoTorch's default likelihood (its noise prior and floor), its noise scaled by a(f)^2."""
+def _scaled_likelihood(scaled: FidelityScaled, floor: bool = False) -> GaussianLikelihood:
+    """BoTorch's default likelihood (its noise prior and floor), its noise scaled by a(f)^2
+    (plus, with `floor`, a variance that does not scale)."""
     likelihood = get_gaussian_likelihood_with_lognormal_prior()
     old = likelihood.noise_covar
     likelihood.noise_covar = ScaledNoise(
-        scaled, noise_prior=old.noise_prior, noise_constraint=old.raw_noise_constraint
+        scaled, floor, noise_prior=old.noise_prior, noise_constraint=old.raw_noise_constraint
     )
     likelihood.noise_covar.noise = old.noise.detach()
     return likelihood
@@ -158,6 +188,7 @@ def fit_surrogate(
     informative: bool = True,
     discrepancy: bool = False,
     mixing_law: bool = False,
+    noise_floor: bool = False,
     fixed: dict[str, Tensor] | None = None,
     init: dict[str, Tensor] | None = None,
 ) -> SingleTaskGP:
@@ -187,7 +218,7 @@ def fit_surrogate(
     likelihood = None
     if scaled:
         signal = FidelityScaled(signal, fid_dims)
-        likelihood = _scaled_likelihood(signal)
+        likelihood = _scaled_likelihood(signal, noise_floor)
     covar = ScaleKernel(signal) + ScaleKernel(k_bias)
     model = SingleTaskGP(
         train_x,
