@@ -170,6 +170,30 @@ def test_the_fit_loss_is_gpytorchs_marginal_likelihood_with_its_priors(
                 p.add_(0.3 * (step + 1))
 
 
+def test_more_fit_steps_reach_a_higher_marginal_likelihood(synth) -> None:
+    """`maxiter` (the optimiser option `fit_maxiter`) bounds the fit's L-BFGS steps: one step
+    leaves the hyperparameters far from the optimum, and more steps never end lower."""
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    from admire.optim.surrogate import _dense_loss
+
+    _, runner, space, fids = synth
+    observed = space.space_filling(30, seed=3)
+    index = [0] * 20 + [1] * 7 + [2] * 3
+    coords = fids.coords()
+    y = [[-runner.value(w, fids.fidelities[i])] for w, i in zip(observed, index, strict=True)]
+    x = encode(torch.tensor(observed), torch.tensor(coords[index]))
+    losses = []
+    for maxiter in (1, 150, 1000):
+        torch.manual_seed(0)
+        model = fit_surrogate(x, torch.tensor(y, dtype=torch.float64), maxiter=maxiter)
+        model.train()
+        loss, _ = _dense_loss(ExactMarginalLogLikelihood(model.likelihood, model))()
+        losses.append(float(loss))
+    one, default, long = losses
+    assert one > default + 0.05 and long <= default + 1e-9
+
+
 def test_the_noise_floor_keeps_the_targets_noise_near_the_cheap_runs() -> None:
     """`noise_floor`: where every fidelity is measured with the same error (sd 0.02) but
     mixture effects are ten times smaller at the target, noise scaled by a(f)^2 alone is

@@ -30,7 +30,7 @@ from admire.optim.acquisition import mf_kg_scores, mf_mes_scores, p_better, pred
 from admire.optim.base import History, Optimizer, Options, Proposal, Recommendation
 from admire.optim.candidates import target_candidates
 from admire.optim.model import StudyGP
-from admire.optim.surrogate import encode
+from admire.optim.surrogate import FIT_MAXITER, encode
 from admire.trial import TrialSpec, trial_seed
 
 
@@ -72,6 +72,10 @@ class MFBOOptions(Options):
     fit's hyperparameters. A fit is most of a proposal's time, and one more trial among many
     barely moves it. The schedule depends on the history alone, so a resumed study decides
     as the one it resumes (0: fit on every trial)."""
+    fit_maxiter: Annotated[int, NO_BOOL, Field(ge=1)] = FIT_MAXITER
+    """At most this many L-BFGS steps per fit of the hyperparameters: a fit stopped short
+    of its optimum moves the posterior, and with it the pick, from one fit to the next
+    (an ablation; more steps cost proportionally more time)."""
     warm_start: bool = False
     """Start each fit of the hyperparameters from the schedule's previous fit (the same study
     a few trials earlier) instead of from their priors' modes; a fit at which some fidelity

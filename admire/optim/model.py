@@ -116,6 +116,7 @@ class StudyGP:
                 discrepancy=self.options.discrepancy,
                 mixing_law=self.options.mixing_law,
                 noise_floor=self.options.noise_floor,
+                maxiter=self.options.fit_maxiter,
                 fixed=fixed,
                 init=init,
             )

@@ -189,6 +189,7 @@ def fit_surrogate(
     discrepancy: bool = False,
     mixing_law: bool = False,
     noise_floor: bool = False,
+    maxiter: int = FIT_MAXITER,
     fixed: dict[str, Tensor] | None = None,
     init: dict[str, Tensor] | None = None,
 ) -> SingleTaskGP:
@@ -239,7 +240,7 @@ def fit_surrogate(
             fit_gpytorch_mll(
                 mll,
                 closure=_dense_loss(mll),
-                optimizer_kwargs={"options": {"maxiter": FIT_MAXITER}},
+                optimizer_kwargs={"options": {"maxiter": maxiter}},
             )
     model.eval()
     return model
