@@ -99,6 +99,11 @@ STUDY_FILES = [
         ("optimizer.n_initial (8)", "budget.max_trials (5)"),
     ),
     Case("n-initial-too-small", _pile(optimizer={"n_initial": 1}), ("optimizer.n_initial",)),
+    Case(
+        "noise-floor-without-scaling",
+        _pile(optimizer={"noise_floor": True, "fidelity_scaling": False}),
+        ("optimizer", "noise_floor", "fidelity_scaling: true"),
+    ),
     Case("domains-not-a-list", _pile(domains="arxiv"), ("domains", "list")),
     Case("one-domain", _pile(domains=["arxiv"]), ("domains", "at least 2")),
     Case("domain-twice", _pile(domains=["arxiv", "arxiv", "github"]), ("domains", "['arxiv']")),

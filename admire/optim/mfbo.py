@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from admire.config import NO_BOOL, Fidelity
 from admire.optim.acquisition import mf_kg_scores, mf_mes_scores, p_better, predict
@@ -127,6 +127,14 @@ class MFBOOptions(Options):
     run's curve tells the model) it checks the cheap runs' pick for a fraction of the price.
     `target`: the target fidelity only. The two are the same where the target size has one
     token budget."""
+
+    @model_validator(mode="after")
+    def _floor_needs_scaling(self) -> MFBOOptions:
+        if self.noise_floor and not self.fidelity_scaling:
+            raise ValueError(
+                "noise_floor adds to the fidelity-scaled noise: it needs fidelity_scaling: true"
+            )
+        return self
 
 
 class AdmireOptimizer(Optimizer):

@@ -199,7 +199,9 @@ def fit_surrogate(
     `informative=False` gives the fidelity kernel BoTorch's dimension-scaled prior instead of
     one that expects cheap fidelities to be informative (an ablation); `discrepancy` adds
     the fidelity-local delta(w) term; `mixing_law` replaces the constant prior mean by
-    `MixingLawMean`. `fixed` is the state of an earlier fit of the same
+    `MixingLawMean`; `noise_floor` adds a noise variance that does not scale with a(f)
+    (with `scaled` only: without a(f) the noise is one level already); `maxiter` bounds the
+    fit's L-BFGS steps. `fixed` is the state of an earlier fit of the same
     structure (`hyperparameters`): the GP is then conditioned on the data with those
     hyperparameters, without optimising them; `init`, such a state the fit starts from
     instead of the priors' modes."""
