@@ -92,6 +92,8 @@ def test_a_failing_trial_comes_back_failed_with_its_reason(tmp_path: Path) -> No
 KILL_WORKER_ONCE = """
 import json, os, signal, sys
 marker = sys.argv[1]
+with open(sys.argv[2], "a") as seen:  # every attempt's output folder
+    print(os.environ["ADMIRE_OUT_DIR"], file=seen)
 if not os.path.exists(marker):
     open(marker, "w").close()
     os.kill(os.getppid(), signal.SIGKILL)  # the Ray worker running this trial dies
@@ -103,17 +105,24 @@ open(os.environ["ADMIRE_RESULTS"], "w").write(json.dumps({"metrics": metrics}))
 def test_a_dead_worker_is_retried_then_reported(tmp_path: Path) -> None:
     path = tmp_path / "trainer.py"
     path.write_text(KILL_WORKER_ONCE)
-    command = f"{{python}} {path} {tmp_path / 'killed-once'}"
+    seen = tmp_path / "out-dirs.txt"
+    command = f"{{python}} {path} {tmp_path / 'killed-once'} {seen}"
     retried = make_runner(parse_config(ray_command_study(command, retries=1)))
     result = retried.run(_spec(0))
     assert not result.failed, result.error
     assert result.metrics["loss.code"] == 2.0
+    first, retry = seen.read_text().split()
+    assert first == retry  # the retry takes over the killed attempt's folder ...
+    assert not Path(first).exists()  # ... and removes it when done
 
-    command = f"{{python}} {path} {tmp_path / 'killed-again'}"
+    command = f"{{python}} {path} {tmp_path / 'killed-again'} {seen}"
     no_retry = make_runner(parse_config(ray_command_study(command, retries=0)))
     result = no_retry.run(_spec(1))
     assert result.failed
     assert "the Ray worker running it died, also on its 0 retries" in result.error
+    # No attempt is left to clean up after the killed one: the driver does.
+    killed = seen.read_text().split()[-1]
+    assert killed != first and not Path(killed).exists()
 
 
 def test_more_gpus_than_the_local_ray_has_fail_instead_of_waiting(tmp_path: Path) -> None:

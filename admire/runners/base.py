@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Protocol
 
 from admire.config import Fidelity
@@ -13,7 +19,35 @@ class TrialTask(Protocol):
     the calling process (the local runners) or in a Ray worker (the Ray runner). A task never
     raises for a failed trial: it returns a failed TrialResult with the reason."""
 
+    scratch: str
+    """The name of the trial's scratch folder under the temporary folder of the machine
+    that runs it (`scratch_folder`)."""
+
     def __call__(self) -> TrialResult: ...
+
+
+def scratch_name(index: int) -> str:
+    """A fresh name for trial `index`'s scratch folder, fixed when its task is made: every
+    attempt of that task (Ray's retries) uses the same folder."""
+    return f"admire-trial-{index}-{uuid.uuid4().hex[:12]}"
+
+
+@contextmanager
+def scratch_folder(name: str) -> Iterator[Path]:
+    """The scratch folder `name`, empty, removed afterwards. An attempt whose worker was
+    killed never reaches its clean-up, so the next attempt starts by removing what it left."""
+    path = Path(tempfile.gettempdir()) / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def discard_scratch(name: str) -> None:
+    """Remove the scratch folder `name` on this machine, if a killed attempt left it."""
+    shutil.rmtree(Path(tempfile.gettempdir()) / name, ignore_errors=True)
 
 
 class Runner(Protocol):

@@ -19,15 +19,13 @@ import json
 import math
 import os
 import shlex
-import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from admire.config import PLACEHOLDER, CommandRunnerConfig, Fidelity, StudyConfig
-from admire.runners.base import PoolRow, TrialResult, TrialSpec
+from admire.runners.base import PoolRow, TrialResult, TrialSpec, scratch_folder, scratch_name
 from admire.runners.process import ProcessOutcome, run_process
 
 TRIAL_JSON = "trial.json"
@@ -72,6 +70,7 @@ class CommandRunner:
             config=self.config.model_copy(update={"cwd": str(Path(self.config.cwd).resolve())}),
             metrics=self.metric_names(),
             domains=list(self.domains),
+            scratch=scratch_name(spec.index),
         )
 
     def run(self, spec: TrialSpec) -> TrialResult:
@@ -91,6 +90,8 @@ class CommandTrialTask:
     config: CommandRunnerConfig
     metrics: list[str]
     domains: list[str]
+    scratch: str
+    """The output folder's name when the config sets no `out_dir` (`scratch_folder`)."""
 
     @property
     def tokens(self) -> int:
@@ -98,15 +99,11 @@ class CommandTrialTask:
 
     def __call__(self) -> TrialResult:
         if self.config.out_dir is None:
-            out_dir = Path(tempfile.mkdtemp(prefix=f"admire-trial-{self.spec.index}-"))
-        else:
-            out_dir = Path(self.config.out_dir) / f"trial-{self.spec.index:04d}"
-            out_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            return self._run_in(out_dir.resolve())
-        finally:
-            if self.config.out_dir is None:
-                shutil.rmtree(out_dir, ignore_errors=True)
+            with scratch_folder(self.scratch) as out_dir:
+                return self._run_in(out_dir.resolve())
+        out_dir = Path(self.config.out_dir) / f"trial-{self.spec.index:04d}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return self._run_in(out_dir.resolve())
 
     def values(self, out_dir: Path) -> dict[str, str]:
         """What each placeholder stands for in this trial."""

@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from admire.config import Fidelity, ProxyRunnerConfig, StudyConfig
 from admire.proxy.sizes import flops_per_token, shape_of
-from admire.runners.base import PoolRow, TrialResult, TrialSpec
+from admire.runners.base import PoolRow, TrialResult, TrialSpec, scratch_folder, scratch_name
 from admire.runners.process import ProcessOutcome, run_process
 
 # Runner settings that the training process takes as they are (TrainJob fields).
@@ -128,6 +127,7 @@ class LocalRunner:
             manifest=self.corpus.manifest(),
             timeout_s=self.config.timeout_s,
             env_defaults=env_defaults,
+            scratch=scratch_name(spec.index),
         )
 
     def run(self, spec: TrialSpec) -> TrialResult:
@@ -145,9 +145,11 @@ class ProxyTrialTask:
     timeout_s: float
     env_defaults: dict[str, str]
     """Environment variables for the training process unless the environment sets them."""
+    scratch: str
+    """Its scratch folder's name (`scratch_folder`)."""
 
     def __call__(self) -> TrialResult:
-        with tempfile.TemporaryDirectory(prefix="admire-trial-") as tmp:
+        with scratch_folder(self.scratch) as tmp:
             job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
             job_path.write_text(json.dumps(self.job))
             proc = run_process(

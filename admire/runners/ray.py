@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from admire.config import ConfigError, Fidelity, RayRunnerConfig, StudyConfig
-from admire.runners.base import PoolRow, TrialResult, TrialSpec, TrialTask
+from admire.runners.base import PoolRow, TrialResult, TrialSpec, TrialTask, discard_scratch
 from admire.runners.command import CommandRunner
 from admire.runners.local import LocalRunner
 
@@ -106,9 +106,11 @@ class RayRunner:
         from ray.exceptions import NodeDiedError, WorkerCrashedError
 
         t0 = time.perf_counter()
+        task: TrialTask | None = None
         try:
             remote = self._connected()
-            return ray.get(remote.remote(self.inner.task(spec)))
+            task = self.inner.task(spec)
+            return ray.get(remote.remote(task))
         except Exception as err:  # Ray's own failures: the trial fails, the study goes on
             reason = f"{type(err).__name__}: {err}"
             if isinstance(err, WorkerCrashedError | NodeDiedError):
@@ -122,3 +124,8 @@ class RayRunner:
                 failed=True,
                 error=f"Ray could not run the trial: {reason}",
             )
+        finally:
+            # A killed last attempt leaves its scratch folder; on this machine (a local Ray)
+            # it goes now; on a cluster's node, with the node's temporary files.
+            if task is not None:
+                discard_scratch(task.scratch)
