@@ -297,6 +297,45 @@ def test_the_pick_moves_only_when_the_posterior_is_sure_the_new_one_is_better() 
     assert followed > 0 and kept + moved > 0, (kept, moved, followed, steps)
 
 
+def test_a_pick_run_only_at_cheap_fidelities_is_held_unless_surely_beaten() -> None:
+    """`hold_cheap_runs`: a standing pick measured below the target stays unless the
+    challenger is 90 % sure to beat it at the target or at the dearest fidelity it ran at;
+    by default such a pick follows the best posterior mean at the target."""
+    problem = load_problem("synth-pool")
+    config, runner = problem.config, problem.make_runner()
+    space = _optimizer("admire", config, runner).space
+    records = _drive(make_optimizer("admire", space, SMALL["admire"]), config, runner, 8)
+    costs = _costs(config, runner)
+    fids = space.fidelities
+    target = fids.coords()[fids.target_index]
+    rows = np.array([p.weights for p in space.pool if p.fidelity == fids.target])
+    plain = make_optimizer("admire", space, SMALL["admire"])
+    holding = make_optimizer("admire", space, {**SMALL["admire"], "hold_cheap_runs": True})
+    model = plain.model(History(records, costs))
+    top = rows[int(np.argmax(predict(model, rows, target).mean))]
+    below_target = [r for r in records if r.spec.fidelity != fids.target]
+    held = moved = 0
+    for mixture in {tuple(space.weights(r.spec)) for r in below_target}:
+        pick = np.array(mixture)
+        if np.allclose(pick, top):
+            continue
+        ran = [
+            fids.index(r.spec.fidelity) for r in records if np.allclose(space.weights(r.spec), pick)
+        ]
+        dearest = fids.coords()[max(ran, key=lambda i: costs[i])]
+        sure = max(p_better(model, top, [pick], c)[0] for c in (target, dearest))
+        history = History(records, costs, pick=space.mixtures.as_dict(pick))
+        rec = holding.recommend(history)
+        assert rec is not None
+        kept = np.allclose([rec.weights[d] for d in config.domain_names], pick)
+        assert kept == (sure < 0.9)
+        held, moved = held + kept, moved + (not kept)
+        default = plain.recommend(history)
+        assert default is not None
+        assert np.allclose([default.weights[d] for d in config.domain_names], top)
+    assert held > 0 and moved > 0, (held, moved)
+
+
 def test_hyperparameters_are_refitted_on_a_schedule_that_a_resumed_study_repeats() -> None:
     """Between refits the GP is conditioned on every trial with the hyperparameters of the
     last refit; a fresh optimiser (a resumed study) fits that prefix again and decides alike."""

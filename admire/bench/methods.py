@@ -72,6 +72,7 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "admire-validated": ("admire", lambda p: {**_base(p), "validate_transfer": True}),
     "admire-mixlaw": ("admire", lambda p: {**_base(p), "mixing_law": True}),
     "admire-holdany": ("admire", lambda p: {**_base(p), "hold_unmeasured": True}),
+    "admire-holdcheap": ("admire", lambda p: {**_base(p), "hold_cheap_runs": True}),
     "admire-longfit": ("admire", lambda p: {**_base(p), "fit_maxiter": 1000}),
     "admire-floor": ("admire", lambda p: {**_base(p), "noise_floor": True}),
     "admire-shortdesign": ("admire", lambda p: {**_base(p), "n_initial": 2}),

@@ -103,6 +103,12 @@ class MFBOOptions(Options):
     hold_unmeasured: bool = False
     """Hold the standing pick against a better posterior mean (`switch_confidence`) also
     before it has been run at the target, while it is a prediction from cheaper runs."""
+    hold_cheap_runs: bool = False
+    """Hold a standing pick that has been run only at cheaper fidelities too: it is kept
+    unless the posterior says with `switch_confidence`, at the most expensive fidelity it was
+    run at or at the target, that the new best beats it. Between two cheap-run mixtures the
+    target's posterior is diluted by how little it trusts the cheap fidelity, so that the
+    evidence is read where it was measured (an ablation, off by default)."""
     use_curves: bool = True
     """Use each trial's earlier evaluations (its curve) as observations at their tokens."""
     check_pick: bool = True
@@ -384,11 +390,7 @@ class AdmireOptimizer(Optimizer):
         coords = self.space.fidelities.coords()[self.recommend_index()]
         model = self.model(history)
         standing = None
-        pick = (
-            self._standing(history)
-            if self.options.hold_unmeasured
-            else self._verified_pick(history)
-        )
+        pick, evidence = self._held_pick(history)
         if pick is not None:
             same = np.flatnonzero(np.abs(target_w - pick).max(axis=1) < 1e-9)
             if len(same) == 0 and rows is None:  # a continuous study's fresh candidate cloud
@@ -397,14 +399,11 @@ class AdmireOptimizer(Optimizer):
             standing = int(same[0]) if len(same) else None
         pred = predict(model, target_w, coords)
         best = int(np.argmax(pred.mean - self.options.caution * pred.sd))
-        if (
-            standing is not None
-            and best != standing
-            and self.options.switch_confidence > 0.5
-            and p_better(model, target_w[best], [target_w[standing]], coords)[0]
-            < self.options.switch_confidence
-        ):
-            best = standing
+        if standing is not None and best != standing and self.options.switch_confidence > 0.5:
+            at = [coords] if evidence is None else [coords, evidence]
+            sure = max(p_better(model, target_w[best], [target_w[standing]], c)[0] for c in at)
+            if sure < self.options.switch_confidence:
+                best = standing
         # A pick made at a cheaper fidelity (sf-cheap) predicts nothing about the target's loss.
         at_target = self.recommend_index() == self.space.fidelities.target_index
         mean, sd = (float(pred.mean[best]), float(pred.sd[best])) if at_target else (math.nan,) * 2
@@ -419,6 +418,28 @@ class AdmireOptimizer(Optimizer):
         if history.pick is None or set(history.pick) != set(names):
             return None
         return np.array([history.pick[n] for n in names])
+
+    def _held_pick(self, history: History) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The standing pick if it is held against a better posterior mean, and the
+        coordinates of a cheaper fidelity at which the challenger must also be found better
+        (None: at the recommendation's fidelity only)."""
+        if self.options.hold_unmeasured:
+            return self._standing(history), None
+        verified = self._verified_pick(history)
+        if verified is not None or not self.options.hold_cheap_runs:
+            return verified, None
+        pick = self._standing(history)
+        if pick is None:
+            return None, None
+        ran = [
+            self.space.fidelities.index(r.spec.fidelity)
+            for r in history.completed
+            if np.abs(self.space.weights(r.spec) - pick).max() < 1e-9
+        ]
+        if not ran:
+            return None, None
+        dearest = max(ran, key=lambda i: history.costs[i])
+        return pick, self.space.fidelities.coords()[dearest]
 
     def _verified_pick(self, history: History) -> np.ndarray | None:
         """The standing pick, if it has been run at the recommendation's fidelity: only a
