@@ -257,7 +257,9 @@ def test_the_pick_moves_only_when_the_posterior_is_sure_the_new_one_is_better() 
     target_w = np.array([p.weights for p in opt.space.pool if p.fidelity == target])
     metrics = config.objective.resolve(runner.metric_names())
     records: list[TrialRecord] = []
-    kept = moved = followed = 0
+    kept = moved = held_unmeasured = 0
+    all_coords = opt.space.fidelities.coords()
+    target_index = opt.space.fidelities.target_index
     previous = None
     for index in range(16):
         standing = None if previous is None else opt.space.mixtures.as_dict(previous)
@@ -281,26 +283,32 @@ def test_the_pick_moves_only_when_the_posterior_is_sure_the_new_one_is_better() 
             r.spec.fidelity == target and np.allclose(opt.space.weights(r.spec), previous)
             for r in records
         )
-        if not measured:
-            followed += previous is not None and not np.allclose(pick, previous)
-            assert np.allclose(pick, top)  # a pick never run at the target is not held
+        # A pick not yet run at the target is held while nothing of the target's size has
+        # run, and judged at every fidelity that has runs too; after that it is not held.
+        ran = {opt.space.fidelities.index(r.spec.fidelity) for r in records} - {target_index}
+        at = [coords] + ([] if measured else [all_coords[i] for i in sorted(ran)])
+        sized = any(r.spec.fidelity.model_size == target.model_size for r in records)
+        if previous is None or not (measured or not sized):
+            assert np.allclose(pick, top)
         elif not np.allclose(pick, previous):
             moved += 1  # only for a mixture the posterior is 90 % sure beats the old pick
-            assert p_better(model, pick, [previous], coords)[0] >= 0.9
+            assert max(p_better(model, pick, [previous], c)[0] for c in at) >= 0.9
             assert np.allclose(pick, top)
         elif not np.allclose(top, previous):
             kept += 1  # the best mean is elsewhere, but not surely better: the pick stays
-            assert p_better(model, top, [previous], coords)[0] < 0.9
+            held_unmeasured += not measured
+            assert max(p_better(model, top, [previous], c)[0] for c in at) < 0.9
         previous = pick
     steps = [r.step for r in records]
     assert "check-pick" in steps and steps[-1] != "sobol"
-    assert followed > 0 and kept + moved > 0, (kept, moved, followed, steps)
+    assert held_unmeasured > 0 and moved > 0, (kept, moved, held_unmeasured, steps)
 
 
-def test_a_pick_run_only_at_cheap_fidelities_is_held_unless_surely_beaten() -> None:
-    """`hold_cheap_runs`: a standing pick measured below the target stays unless the
-    challenger is 90 % sure to beat it at the target or at the dearest fidelity it ran at;
-    by default such a pick follows the best posterior mean at the target."""
+def test_a_pick_not_run_at_the_target_is_held_unless_a_fidelity_with_runs_says_otherwise() -> None:
+    """`hold`: before anything of the target's size has run, a standing pick stays unless
+    the challenger is 90 % sure to beat it at the target or at any fidelity that has runs
+    (`evidence`, the default) or at the dearest fidelity the pick ran at (`ran`); under
+    `measured` it follows the best posterior mean at the target."""
     problem = load_problem("synth-pool")
     config, runner = problem.config, problem.make_runner()
     space = _optimizer("admire", config, runner).space
@@ -308,32 +316,62 @@ def test_a_pick_run_only_at_cheap_fidelities_is_held_unless_surely_beaten() -> N
     costs = _costs(config, runner)
     fids = space.fidelities
     target = fids.coords()[fids.target_index]
+    with_runs = [fids.coords()[i] for i in sorted({fids.index(r.spec.fidelity) for r in records})]
     rows = np.array([p.weights for p in space.pool if p.fidelity == fids.target])
-    plain = make_optimizer("admire", space, SMALL["admire"])
-    holding = make_optimizer("admire", space, {**SMALL["admire"], "hold_cheap_runs": True})
-    model = plain.model(History(records, costs))
-    top = rows[int(np.argmax(predict(model, rows, target).mean))]
-    below_target = [r for r in records if r.spec.fidelity != fids.target]
+    holds = {
+        hold: make_optimizer("admire", space, {**SMALL["admire"], "hold": hold})
+        for hold in ("evidence", "ran", "measured")
+    }
+    model = holds["measured"].model(History(records, costs))
+    mean = predict(model, rows, target).mean
+    top = rows[int(np.argmax(mean))]
+    # Mixtures run below the target, and the target's runners-up, never run: near-ties.
+    below_target = [tuple(space.weights(r.spec)) for r in records if r.spec.fidelity != fids.target]
+    runners_up = [tuple(w) for w in rows[np.argsort(-mean)[1:12]]]
     held = moved = 0
-    for mixture in {tuple(space.weights(r.spec)) for r in below_target}:
+    for mixture in dict.fromkeys(below_target + runners_up):
         pick = np.array(mixture)
         if np.allclose(pick, top):
             continue
         ran = [
             fids.index(r.spec.fidelity) for r in records if np.allclose(space.weights(r.spec), pick)
         ]
-        dearest = fids.coords()[max(ran, key=lambda i: costs[i])]
-        sure = max(p_better(model, top, [pick], c)[0] for c in (target, dearest))
+        dearest = [fids.coords()[max(ran, key=lambda i: costs[i])]] if ran else []
+        sure = {
+            "evidence": max(p_better(model, top, [pick], c)[0] for c in (target, *with_runs)),
+            "ran": max(p_better(model, top, [pick], c)[0] for c in (target, *dearest))
+            if ran
+            else 1.0,
+            "measured": 1.0,
+        }
         history = History(records, costs, pick=space.mixtures.as_dict(pick))
-        rec = holding.recommend(history)
-        assert rec is not None
-        kept = np.allclose([rec.weights[d] for d in config.domain_names], pick)
-        assert kept == (sure < 0.9)
-        held, moved = held + kept, moved + (not kept)
-        default = plain.recommend(history)
-        assert default is not None
-        assert np.allclose([default.weights[d] for d in config.domain_names], top)
+        for hold, opt in holds.items():
+            rec = opt.recommend(history)
+            assert rec is not None
+            kept = np.allclose([rec.weights[d] for d in config.domain_names], pick)
+            assert kept == (sure[hold] < 0.9), hold
+            if not kept:
+                assert np.allclose([rec.weights[d] for d in config.domain_names], top)
+        held, moved = held + (sure["evidence"] < 0.9), moved + (sure["evidence"] >= 0.9)
+        if sure["evidence"] < 0.9:
+            kept_pick = pick
     assert held > 0 and moved > 0, (held, moved)
+    # One run of the target's size, elsewhere: the target's posterior now rests on it, and
+    # the held pick, still not run at the target, follows the best posterior mean again.
+    row = next(
+        p for p in space.pool if p.fidelity == fids.target and not np.allclose(p.weights, kept_pick)
+    )
+    spec = TrialSpec(len(records), space.mixtures.as_dict(row.weights), fids.target, 0, row.pool_id)
+    value = config.objective.combine(
+        runner.run(spec).metrics, config.objective.resolve(runner.metric_names())
+    )
+    records = [*records, TrialRecord("run-target", spec, COMPLETED, "mf-kg", {"objective": value})]
+    history = History(records, costs, pick=space.mixtures.as_dict(kept_pick))
+    model = holds["evidence"].model(history)
+    top = rows[int(np.argmax(predict(model, rows, target).mean))]
+    rec = holds["evidence"].recommend(history)
+    assert rec is not None and not np.allclose(top, kept_pick)
+    assert np.allclose([rec.weights[d] for d in config.domain_names], top)
 
 
 def test_hyperparameters_are_refitted_on_a_schedule_that_a_resumed_study_repeats() -> None:

@@ -7,7 +7,8 @@
    feasible candidate set (`candidates.py`); under a trial cap the last trials the budget
    allows are kept for target runs (`pricing`).
 4. The recommendation: the best posterior mean at the target fidelity, unless the posterior
-   is not sure enough that it beats the pick standing (`switch_confidence`).
+   is not sure enough that it beats the pick standing (`switch_confidence`), at the target
+   or, for a pick not yet run there, at a fidelity that has runs (`hold`).
 
 Trials still running are taken into account by conditioning the model on its own posterior
 mean at their inputs (the "kriging believer"): their uncertainty collapses, so the acquisition
@@ -97,18 +98,21 @@ class MFBOOptions(Options):
     """Keep the standing pick unless the posterior says, with at least this probability, that
     the new best mixture beats it at the target: two mixtures the runs cannot tell apart
     would otherwise trade places on every trial (0.5: always the best posterior mean). The
-    standing pick is the study's last reported one (`History.pick`, kept in its store), and
-    it is held only once it has been run at the target: before that it is a prediction from
-    cheaper runs, and the next of them should be free to move it."""
-    hold_unmeasured: bool = False
-    """Hold the standing pick against a better posterior mean (`switch_confidence`) also
-    before it has been run at the target, while it is a prediction from cheaper runs."""
-    hold_cheap_runs: bool = False
-    """Hold a standing pick that has been run only at cheaper fidelities too: it is kept
-    unless the posterior says with `switch_confidence`, at the most expensive fidelity it was
-    run at or at the target, that the new best beats it. Between two cheap-run mixtures the
-    target's posterior is diluted by how little it trusts the cheap fidelity, so that the
-    evidence is read where it was measured (an ablation, off by default)."""
+    standing pick is the study's last reported one (`History.pick`, kept in its store);
+    which picks are held, and at which fidelities the challenger's win is read: `hold`."""
+    hold: Literal["evidence", "measured", "ran", "any"] = "evidence"
+    """Which standing picks `switch_confidence` holds, and where a challenger's win counts.
+    `evidence` (default): a pick run at the target, judged there, and, while nothing of the
+    target's model size has run, any pick, judged at the target or at any fidelity that has
+    runs. Until then the target's posterior between two mixtures is an extrapolation
+    diluted by how little the model trusts the cheaper fidelities, so near-tied mixtures
+    trade places as each cheap run moves the fit; read where the runs were made, the same
+    evidence says whether the challenger is really better. Once runs of the target's size
+    inform it, an unmeasured pick follows the best posterior mean again, as under
+    `measured`: only a pick run at the target is held (from the first run where the study
+    has one model size, as `sf-target` and `sf-cheap` do). `any`: every pick, judged at the
+    target only. `ran`: a pick run at the target, or at a cheaper fidelity and then judged
+    at the target or the dearest fidelity it ran at."""
     use_curves: bool = True
     """Use each trial's earlier evaluations (its curve) as observations at their tokens."""
     check_pick: bool = True
@@ -400,7 +404,7 @@ class AdmireOptimizer(Optimizer):
         pred = predict(model, target_w, coords)
         best = int(np.argmax(pred.mean - self.options.caution * pred.sd))
         if standing is not None and best != standing and self.options.switch_confidence > 0.5:
-            at = [coords] if evidence is None else [coords, evidence]
+            at = [coords, *evidence]
             sure = max(p_better(model, target_w[best], [target_w[standing]], c)[0] for c in at)
             if sure < self.options.switch_confidence:
                 best = standing
@@ -419,27 +423,32 @@ class AdmireOptimizer(Optimizer):
             return None
         return np.array([history.pick[n] for n in names])
 
-    def _held_pick(self, history: History) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _held_pick(self, history: History) -> tuple[np.ndarray | None, list[np.ndarray]]:
         """The standing pick if it is held against a better posterior mean, and the
-        coordinates of a cheaper fidelity at which the challenger must also be found better
-        (None: at the recommendation's fidelity only)."""
-        if self.options.hold_unmeasured:
-            return self._standing(history), None
+        coordinates of the cheaper fidelities at which a challenger's win also counts
+        (`hold`; none: at the recommendation's fidelity only)."""
+        hold = self.options.hold
         verified = self._verified_pick(history)
-        if verified is not None or not self.options.hold_cheap_runs:
-            return verified, None
+        if verified is not None or hold == "measured":
+            return verified, []
         pick = self._standing(history)
-        if pick is None:
-            return None, None
-        ran = [
-            self.space.fidelities.index(r.spec.fidelity)
+        if pick is None or hold == "any":
+            return pick, []
+        fids, coords = self.space.fidelities, self.space.fidelities.coords()
+        if hold == "evidence":
+            at = fids.fidelities[self.recommend_index()]
+            ran = {fids.index(r.spec.fidelity) for r in history.completed}
+            if any(fids.fidelities[i].model_size == at.model_size for i in ran):
+                return None, []
+            return pick, [coords[i] for i in sorted(ran)]
+        ran_at = [
+            fids.index(r.spec.fidelity)
             for r in history.completed
             if np.abs(self.space.weights(r.spec) - pick).max() < 1e-9
         ]
-        if not ran:
-            return None, None
-        dearest = max(ran, key=lambda i: history.costs[i])
-        return pick, self.space.fidelities.coords()[dearest]
+        if not ran_at:
+            return None, []
+        return pick, [coords[max(ran_at, key=lambda i: history.costs[i])]]
 
     def _verified_pick(self, history: History) -> np.ndarray | None:
         """The standing pick, if it has been run at the recommendation's fidelity: only a
