@@ -328,7 +328,7 @@ class AdmireOptimizer(Optimizer):
         recommendation (`_checks`; none done or running): the standing pick at the
         recommendation's fidelity instead, as a one-candidate set (weights, fidelity index,
         pool id). The check is a full run even where the reserve may stop runs early: only a
-        pick measured there is held (`_verified_pick`)."""
+        pick measured there is always held (`_held_pick`)."""
         fid = self.space.fidelities.fidelities[chosen]
         if not self.options.check_pick or not self._checks(fid) or len(self.allowed()) < 2:
             return None
@@ -426,43 +426,32 @@ class AdmireOptimizer(Optimizer):
     def _held_pick(self, history: History) -> tuple[np.ndarray | None, list[np.ndarray]]:
         """The standing pick if it is held against a better posterior mean, and the
         coordinates of the cheaper fidelities at which a challenger's win also counts
-        (`hold`; none: at the recommendation's fidelity only)."""
+        (`hold`; none: at the recommendation's fidelity only). A pick run at the
+        recommendation's fidelity is always held (a run of the target's size stopped early
+        does not count: a pick held on it would stay held on a guess)."""
         hold = self.options.hold
-        verified = self._verified_pick(history)
-        if verified is not None or hold == "measured":
-            return verified, []
         pick = self._standing(history)
-        if pick is None or hold == "any":
-            return pick, []
+        if pick is None:
+            return None, []
         fids, coords = self.space.fidelities, self.space.fidelities.coords()
-        if hold == "evidence":
-            at = fids.fidelities[self.recommend_index()]
-            ran = {fids.index(r.spec.fidelity) for r in history.completed}
-            if any(fids.fidelities[i].model_size == at.model_size for i in ran):
-                return None, []
-            return pick, [coords[i] for i in sorted(ran)]
         ran_at = [
             fids.index(r.spec.fidelity)
             for r in history.completed
             if np.abs(self.space.weights(r.spec) - pick).max() < 1e-9
         ]
+        if self.recommend_index() in ran_at or hold == "any":
+            return pick, []
+        if hold == "measured":
+            return None, []
+        if hold == "evidence":
+            size = fids.fidelities[self.recommend_index()].model_size
+            ran = {fids.index(r.spec.fidelity) for r in history.completed}
+            if any(fids.fidelities[i].model_size == size for i in ran):
+                return None, []
+            return pick, [coords[i] for i in sorted(ran)]
         if not ran_at:
             return None, []
         return pick, [coords[max(ran_at, key=lambda i: history.costs[i])]]
-
-    def _verified_pick(self, history: History) -> np.ndarray | None:
-        """The standing pick, if it has been run at the recommendation's fidelity: only a
-        measured pick is held against a better posterior mean. An unmeasured one stands on
-        the model alone, so the next cheap run that moves the model may move it too (a run
-        of the target's size stopped early does not count: a pick held on it stays held on
-        a guess)."""
-        pick = self._standing(history)
-        fid = self.space.fidelities.fidelities[self.recommend_index()]
-        measured = pick is not None and any(
-            r.spec.fidelity == fid and np.abs(self.space.weights(r.spec) - pick).max() < 1e-9
-            for r in history.completed
-        )
-        return pick if measured else None
 
     def predict(
         self, history: History, weights: np.ndarray
