@@ -16,8 +16,8 @@ import torch
 from admire.bench.problems import load_problem
 from admire.config import Domain, OptimizerConfig, StudyConfig
 from admire.optim import OPTIMIZERS, History, Optimizer, SearchSpace, make_optimizer
-from admire.optim.acquisition import p_better, predict
-from admire.optim.surrogate import hyperparameters
+from admire.optim.acquisition import mf_kg_scores, p_better, predict
+from admire.optim.surrogate import encode, fit_surrogate, hyperparameters
 from admire.space import FidelitySpace, MixtureSpace
 from admire.trial import COMPLETED, TrialRecord, TrialSpec, trial_seed
 
@@ -223,6 +223,57 @@ def test_the_reserve_runs_the_target_size_at_any_of_its_token_budgets(reserve_at
         assert {p.fidelity for p in rest} == {target}
     else:  # a half-token target-size run costs half and, early on, tells about as much
         assert any(p.fidelity.tokens < target.tokens for p in rest)
+
+
+def test_the_reserve_hedges_every_other_target_run_with_a_gp_of_the_target_size_alone() -> None:
+    """`hedge`: from the fourth target run on, every other one is placed by the knowledge
+    gradient of a GP fitted to the target runs alone, not by the study's GP."""
+    config, runner = _pile()
+    plain = _optimizer("admire", config, runner)
+    records = _drive(plain, config, runner, 5)
+    opt = make_optimizer("admire", plain.space, {**SMALL["admire"], "hedge": True})
+    costs = _costs(config, runner)
+    metrics = config.objective.resolve(runner.metric_names())
+    target = config.fidelities.target
+    rows = [p for p in opt.space.pool if p.fidelity == target]
+    for index, row in enumerate(rows[:3], start=len(records)):
+        spec = TrialSpec(index, opt.space.mixtures.as_dict(row.weights), target, 0, row.pool_id)
+        value = config.objective.combine(runner.run(spec).metrics, metrics)
+        records.append(TrialRecord(f"run-{index}", spec, COMPLETED, "mf-kg", {"objective": value}))
+    history = History(records, costs, trials_left=3)
+    (hedged,) = opt.propose(history, remaining=10.0)
+    assert (hedged.step, hedged.fidelity) == ("hedge", target)
+    # The same choice from a GP of the three target runs alone, fitted here.
+    ran = records[-3:]
+    w = torch.tensor(np.array([opt.space.weights(r.spec) for r in ran]))
+    f = torch.tensor(opt.space.fidelities.coords_at([target] * 3))
+    y = torch.tensor([[opt.value(r)] for r in ran], dtype=torch.float64)
+    alone = fit_surrogate(encode(w, f), y)
+    free = rows[3:]
+    t = opt.space.fidelities.target_index
+    scores = mf_kg_scores(
+        alone,
+        np.array([p.weights for p in free]),
+        np.full(len(free), t),
+        opt.space.fidelities.coords(),
+        costs,
+        t,
+        np.array([p.weights for p in rows]),
+    )
+    assert hedged.pool_id == free[int(np.argmax(scores))].pool_id
+    # The predicted value it carries is still the study's GP's.
+    mean = predict(opt.model(history), hedged.weights[None, :], opt.space.fidelities.coords()[t])
+    assert hedged.predicted is not None
+    assert hedged.predicted[0] == pytest.approx(-float(mean.mean[0]))
+    # Turns alternate: with the hedged run pending, the next is the study GP's again.
+    first, second = opt.propose(history, remaining=10.0, n=2)
+    assert (first.pool_id, first.step, second.step) == (hedged.pool_id, "hedge", "mf-kg")
+    assert plain.propose(history, remaining=10.0)[0].step == "mf-kg"  # off by default
+    # Outside the reserve, or where the target size is all the study runs, no hedge.
+    assert opt.propose(History(records, costs, trials_left=30), remaining=10.0)[0].step != "hedge"
+    only = make_optimizer("sf-target", opt.space, {**SMALL["sf-target"], "hedge": True})
+    target_only = History(records[-3:], costs, trials_left=3)
+    assert only.propose(target_only, remaining=10.0)[0].step == "mf-kg"
 
 
 def test_a_target_run_checks_the_standing_pick_first() -> None:

@@ -34,6 +34,10 @@ from admire.optim.model import StudyGP
 from admire.optim.surrogate import FIT_MAXITER, encode
 from admire.trial import TrialSpec, trial_seed
 
+HEDGE_AFTER = 3
+"""Runs of the target's size before `hedge` places any: a GP of fewer has almost nothing to
+say about where the next should go."""
+
 
 class MFBOOptions(Options):
     """Settings of admire's multi-fidelity BO; the defaults suit most studies."""
@@ -129,6 +133,16 @@ class MFBOOptions(Options):
     `reserve` (default): by cost while more trials are left than the target runs the cost
     left allows; the trials after that are target runs (the reserve), which check at the
     target what the cheap runs found, as far as the budget allows."""
+    hedge: bool = False
+    """In the reserve, place every other run of the target's size (from the fourth on) by
+    the knowledge gradient of a GP of that size's runs alone, the others by the study's GP
+    (an ablation, off by default). The study's GP places its target runs where the cheap
+    runs point; where the cheap runs are blind to where the target is good, those runs all
+    land where the target is no better, and the GP, explaining them as a scaled copy of the
+    cheap landscape, is sure the rest of the simplex is no better either. The target-size
+    GP knows only what those runs say, so it explores where they have not been, as
+    `sf-target` does; the recommendation still comes from the study's GP, with every run.
+    Where the study's GP was right, those are target runs it did not get."""
     reserve_at: Literal["target-size", "target"] = "target-size"
     """What the reserve's trials may run, and which run checks the pick (`check_pick`).
     `target-size` (default): runs of the target's model size at any of its token budgets,
@@ -298,21 +312,25 @@ class AdmireOptimizer(Optimizer):
             if len(cand_w) == 0:
                 return None
         costs = self._prices(history, remaining, len(pending))
+        scorer, how = model, self.options.acquisition
         if self._in_reserve(history, remaining, len(pending)):
             keep = np.array([self._checks(fids.fidelities[int(i)]) for i in cand_f])
             if keep.any():
                 cand_w, cand_f = cand_w[keep], cand_f[keep]
                 ids = [i for i, k in zip(ids, keep, strict=True) if k]
+                alone = self._hedge(history, pending)
+                if alone is not None:
+                    mine = [p for p in pending if self._checks(p.fidelity)]
+                    scorer, how = self._believe(alone, mine), "hedge"
         if self.options.acquisition == "mf-kg":
             scores = mf_kg_scores(
-                model, cand_w, cand_f, coords, costs, self.recommend_index(), target_w
+                scorer, cand_w, cand_f, coords, costs, self.recommend_index(), target_w
             )
         else:
             scores = mf_mes_scores(
-                model, cand_w, cand_f, coords, costs, self.recommend_index(), target_w, seed
+                scorer, cand_w, cand_f, coords, costs, self.recommend_index(), target_w, seed
             )
         best = int(np.argmax(scores))
-        how = self.options.acquisition
         check = self._check_pick(history, pending, int(cand_f[best]), affordable)
         if check is not None:
             (cand_w, cand_f, ids), best, how = check, 0, "check-pick"
@@ -320,6 +338,18 @@ class AdmireOptimizer(Optimizer):
         predicted = (self.space.sign * float(pred.mean[0]), float(pred.sd[0]))
         fid = fids.fidelities[int(cand_f[best])]
         return Proposal(cand_w[best], fid, ids[best], how, predicted)
+
+    def _hedge(self, history: History, pending: list[TrialSpec]):  # type: ignore[no-untyped-def]
+        """With `hedge`, on the reserve's hedging turns (every other run of the target's size,
+        from the fourth on: with fewer, a GP of them alone cannot say where the next should
+        go), the GP of the target size's runs alone (`StudyGP.size_alone`); else None."""
+        if not self.options.hedge:
+            return None
+        specs = [r.spec for r in history.completed] + list(pending)
+        runs = sum(self._checks(s.fidelity) for s in specs)
+        if runs < HEDGE_AFTER or runs % 2 == 0:
+            return None
+        return self.gp.size_alone(history)
 
     def _check_pick(
         self, history: History, pending: list[TrialSpec], chosen: int, affordable: list[int]

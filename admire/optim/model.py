@@ -39,6 +39,7 @@ class StudyGP:
         self.space, self.options, self.value, self.at = space, options, value, at
         self._model_cache: tuple[tuple[int, str], object, bool] | None = None
         self._fits: dict[tuple[int, str], dict] = {}
+        self._size_cache: tuple[tuple[int, str], object] | None = None
 
     def model(self, history: History):  # type: ignore[no-untyped-def]
         """The GP conditioned on the completed trials (cached per history), with the
@@ -59,6 +60,22 @@ class StudyGP:
         assert self._model_cache is not None
         return self._model_cache[2]
 
+    def size_alone(self, history: History):  # type: ignore[no-untyped-def]
+        """A GP of the runs of the model size predictions are read at (`at`) alone, their
+        curves included, fitted afresh (cached per history); None where that size has no
+        run yet, or every run is of it (the study's GP is that model already)."""
+        done = history.completed
+        key = _key(done)
+        if self._size_cache is None or self._size_cache[0] != key:
+            w, f, y = self._observations(done)
+            size = torch.tensor(self.space.fidelities.coords()[self.at][0])
+            keep = (f[:, 0] - size).abs() < 1e-9
+            alone = None
+            if bool(keep.any()) and not bool(keep.all()):
+                alone = self._fit_alone(w[keep], f[keep], y[keep])
+            self._size_cache = (key, alone)
+        return self._size_cache[1]
+
     def _target_alone(self, done: list, model):  # type: ignore[no-untyped-def,type-arg]
         """A GP of the target observations alone, if it predicts them (leave-one-out) better
         than the multi-fidelity `model` does; else None."""
@@ -68,18 +85,23 @@ class StudyGP:
         keep = (f - target).abs().amax(dim=-1) < 1e-9
         if int(keep.sum()) < TRANSFER_MIN_RUNS or bool(keep.all()):
             return None
-        with torch.random.fork_rng():
-            torch.manual_seed(self.space.seed)
-            alone = fit_surrogate(
-                encode(w[keep], f[keep]),
-                y[keep],
-                scaled=self.options.fidelity_scaling,
-                informative=self.options.informative_fidelity_prior,
-            )
+        alone = self._fit_alone(w[keep], f[keep], y[keep])
         everything = torch.ones(len(alone.train_targets), dtype=torch.bool)
         if loo_log_density(alone, everything) > loo_log_density(model, keep):
             return alone
         return None
+
+    def _fit_alone(self, w: torch.Tensor, f: torch.Tensor, y: torch.Tensor):  # type: ignore[no-untyped-def]
+        """A GP of some of the observations alone, fitted afresh from the priors."""
+        with torch.random.fork_rng():
+            torch.manual_seed(self.space.seed)
+            return fit_surrogate(
+                encode(w, f),
+                y,
+                scaled=self.options.fidelity_scaling,
+                informative=self.options.informative_fidelity_prior,
+                maxiter=self.options.fit_maxiter,
+            )
 
     def _multi_fidelity(self, done: list):  # type: ignore[no-untyped-def,type-arg]
         points = self.refit_points(done)
