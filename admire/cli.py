@@ -330,7 +330,7 @@ def _delete(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from admire.bench.harness import format_summary, run_bench, run_suite
+    from admire.bench.harness import exit_on_sigterm, format_summary, run_bench, run_suite
     from admire.config import ConfigError
 
     if args.tracking_uri:
@@ -346,6 +346,7 @@ def _bench(args: argparse.Namespace) -> int:
         }
     out = Path(args.out or Path("bench-results") / Path(args.problem).stem)
     methods = [m for m in args.methods.split(",") if m] or None
+    exit_on_sigterm()
     try:
         if args.problem == "suite":
             rows = run_suite(args.seeds, out, methods, args.workers)

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
-from admire.bench.harness import SUMMARY_COLUMNS, Trace, run_bench, run_one, summarise
+from admire.bench.harness import (
+    SUMMARY_COLUMNS,
+    Trace,
+    _scratch,
+    run_bench,
+    run_one,
+    summarise,
+)
 from admire.bench.methods import METHODS
 from admire.bench.problems import Problem, load_problem
 from admire.config import Budget, OptimizerConfig
@@ -279,3 +292,39 @@ def test_a_sweep_of_sizes_and_steps_is_a_pool_with_checkpoints(name: str, faithf
     assert [t for t, _ in curve] == [int(f.tokens) for f in steps]
     checkpoints = [next(p for p in at[f] if p.run == row.run) for f in steps[:-1]]
     assert [v["loss"] for _, v in curve[:-1]] == [values[p.pool_id] for p in checkpoints]
+
+
+def test_a_killed_bench_takes_its_worker_processes_with_it(tmp_path: Path) -> None:
+    """SIGTERM to `admire bench` (a `kill`, a `timeout`) ends its pool's workers too, and
+    they remove their studies' throwaway stores: left behind, each worker would run its
+    studies to the end on a machine the user thinks is free."""
+    scratch = Path(_scratch() or tempfile.gettempdir())
+    before = _dirs(scratch)
+    command = [sys.executable, "-m", "admire", "bench", "synth-3", "--seeds", "4"]
+    command += ["--methods", "admire", "--workers", "2", "--out", str(tmp_path / "out")]
+    command += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    bench = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(bench.pid)
+    deadline = time.monotonic() + 120
+    workers: list[psutil.Process] = []
+    while len(workers) < 2 and time.monotonic() < deadline and bench.poll() is None:
+        time.sleep(0.5)
+        workers = [
+            p
+            for p in parent.children(recursive=True)
+            if "multiprocessing.spawn" in " ".join(p.cmdline())
+        ]
+    assert len(workers) == 2, "the bench's pool did not start"
+    while time.monotonic() < deadline and not _dirs(scratch) - before:
+        time.sleep(0.5)  # until a worker's first study has its store
+    assert _dirs(scratch) - before, "no study started"
+    bench.send_signal(signal.SIGTERM)
+    assert bench.wait(timeout=60) == 128 + signal.SIGTERM
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]
+    assert not (tmp_path / "out" / "summary.csv").exists()
+    assert _dirs(scratch) <= before
+
+
+def _dirs(folder: Path) -> set[Path]:
+    return {p for p in folder.iterdir() if p.is_dir()}

@@ -15,10 +15,12 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -252,6 +254,18 @@ def _mean_finite(xs: list[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM (a `kill`, a `timeout`) raise SystemExit in this process, so that it
+    unwinds: a bench's process pool then terminates its workers, and a worker removes its
+    study's throwaway store. By default Python ends at once, and neither happens: the
+    workers, orphaned, run their studies to the end."""
+    signal.signal(signal.SIGTERM, _raise_exit)
+
+
+def _raise_exit(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
 def _job(args: tuple[str, dict, str, int, int]) -> Trace:
     name, byo, method, seed, concurrent = args
     import logging
@@ -259,6 +273,7 @@ def _job(args: tuple[str, dict, str, int, int]) -> Trace:
     import torch
 
     torch.set_num_threads(1)
+    exit_on_sigterm()
     # Each GP method's throwaway store would announce its schema migration.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     return run_one(load_problem(name, **byo), method, seed, concurrent)
