@@ -273,7 +273,6 @@ def _job(args: tuple[str, dict, str, int, int]) -> Trace:
     import torch
 
     torch.set_num_threads(1)
-    exit_on_sigterm()
     # Each GP method's throwaway store would announce its schema migration.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     return run_one(load_problem(name, **byo), method, seed, concurrent)
@@ -310,7 +309,8 @@ def run_bench(
     traces: list[Trace] = []
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers) as pool:
+    # Each worker, once: terminated by the pool, it unwinds and removes its study's store.
+    with ctx.Pool(workers, initializer=exit_on_sigterm) as pool:
         for trace in pool.imap_unordered(_job, jobs):
             traces.append(trace)
             final = trace.regrets[-1] if trace.regrets else math.nan
