@@ -225,21 +225,28 @@ def test_the_reserve_runs_the_target_size_at_any_of_its_token_budgets(reserve_at
         assert any(p.fidelity.tokens < target.tokens for p in rest)
 
 
-def test_the_reserve_hedges_every_other_target_run_with_a_gp_of_the_target_size_alone() -> None:
-    """`hedge`: from the fourth target run on, every other one is placed by the knowledge
-    gradient of a GP fitted to the target runs alone, not by the study's GP."""
-    config, runner = _pile()
-    plain = _optimizer("admire", config, runner)
-    records = _drive(plain, config, runner, 5)
-    opt = make_optimizer("admire", plain.space, {**SMALL["admire"], "hedge": True})
-    costs = _costs(config, runner)
+def _target_runs(opt: Optimizer, config: StudyConfig, runner, records, rows) -> None:  # type: ignore[no-untyped-def]
+    """Append completed runs of the target fidelity at pool `rows`, in order, to `records`."""
     metrics = config.objective.resolve(runner.metric_names())
     target = config.fidelities.target
-    rows = [p for p in opt.space.pool if p.fidelity == target]
-    for index, row in enumerate(rows[:3], start=len(records)):
+    for row in rows:
+        index = len(records)
         spec = TrialSpec(index, opt.space.mixtures.as_dict(row.weights), target, 0, row.pool_id)
         value = config.objective.combine(runner.run(spec).metrics, metrics)
         records.append(TrialRecord(f"run-{index}", spec, COMPLETED, "mf-kg", {"objective": value}))
+
+
+def test_the_reserve_hedges_every_other_target_run_with_a_gp_of_the_target_size_alone() -> None:
+    """`hedge: alternate`: from the fourth target run on, every other one is placed by the
+    knowledge gradient of a GP fitted to the target runs alone, not by the study's GP."""
+    config, runner = _pile()
+    plain = _optimizer("admire", config, runner)
+    records = _drive(plain, config, runner, 5)
+    opt = make_optimizer("admire", plain.space, {**SMALL["admire"], "hedge": "alternate"})
+    costs = _costs(config, runner)
+    target = config.fidelities.target
+    rows = [p for p in opt.space.pool if p.fidelity == target]
+    _target_runs(opt, config, runner, records, rows[:3])
     history = History(records, costs, trials_left=3)
     (hedged,) = opt.propose(history, remaining=10.0)
     assert (hedged.step, hedged.fidelity) == ("hedge", target)
@@ -268,12 +275,34 @@ def test_the_reserve_hedges_every_other_target_run_with_a_gp_of_the_target_size_
     # Turns alternate: with the hedged run pending, the next is the study GP's again.
     first, second = opt.propose(history, remaining=10.0, n=2)
     assert (first.pool_id, first.step, second.step) == (hedged.pool_id, "hedge", "mf-kg")
-    assert plain.propose(history, remaining=10.0)[0].step == "mf-kg"  # off by default
+    off = make_optimizer("admire", plain.space, {**SMALL["admire"], "hedge": "off"})
+    assert off.propose(history, remaining=10.0)[0].step == "mf-kg"
     # Outside the reserve, or where the target size is all the study runs, no hedge.
     assert opt.propose(History(records, costs, trials_left=30), remaining=10.0)[0].step != "hedge"
-    only = make_optimizer("sf-target", opt.space, {**SMALL["sf-target"], "hedge": True})
+    only = make_optimizer("sf-target", opt.space, {**SMALL["sf-target"], "hedge": "alternate"})
     target_only = History(records[-3:], costs, trials_left=3)
     assert only.propose(target_only, remaining=10.0)[0].step == "mf-kg"
+
+
+@pytest.mark.parametrize("best_first", [True, False])
+def test_the_reserve_hedges_while_the_target_runs_stall(best_first: bool) -> None:
+    """`hedge: stall` (the default): the GP of the target runs alone places the next target
+    run once the last one fell short of the best before it, and only then."""
+    config, runner = _pile()
+    opt = _optimizer("admire", config, runner)
+    records = _drive(opt, config, runner, 5)
+    rows = [p for p in opt.space.pool if p.fidelity == config.fidelities.target]
+    # Three target rows, the best (lowest loss) run first or last.
+    scratch: list[TrialRecord] = []
+    _target_runs(opt, config, runner, scratch, rows[:3])
+    order = sorted(range(3), key=lambda i: opt.value(scratch[i]), reverse=best_first)
+    _target_runs(opt, config, runner, records, [rows[i] for i in order])
+    values = [opt.value(r) for r in records[-3:]]
+    assert (values[0] == max(values)) == best_first
+    history = History(records, _costs(config, runner), trials_left=3)
+    (proposal,) = opt.propose(history, remaining=10.0)
+    assert proposal.fidelity == config.fidelities.target
+    assert proposal.step == ("hedge" if best_first else "mf-kg")
 
 
 def test_a_target_run_checks_the_standing_pick_first() -> None:

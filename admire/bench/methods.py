@@ -78,7 +78,8 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "admire-floor": ("admire", lambda p: {**_base(p), "noise_floor": True}),
     "admire-shortdesign": ("admire", lambda p: {**_base(p), "n_initial": 2}),
     "admire-warmfit": ("admire", lambda p: {**_base(p), "warm_start": True}),
-    "admire-hedge": ("admire", lambda p: {**_base(p), "hedge": True}),
+    "admire-hedge": ("admire", lambda p: {**_base(p), "hedge": "alternate"}),
+    "admire-nohedge": ("admire", lambda p: {**_base(p), "hedge": "off"}),
     "admire-reservetarget": ("admire", lambda p: {**_base(p), "reserve_at": "target"}),
 }
 

@@ -37,6 +37,9 @@ from admire.trial import TrialSpec, trial_seed
 HEDGE_AFTER = 3
 """Runs of the target's size before `hedge` places any: a GP of fewer has almost nothing to
 say about where the next should go."""
+HEDGE_STALL = 1
+"""Runs at the target in a row, each short of the best before it, that make a study stalled
+(`hedge: stall`)."""
 
 
 class MFBOOptions(Options):
@@ -133,16 +136,19 @@ class MFBOOptions(Options):
     `reserve` (default): by cost while more trials are left than the target runs the cost
     left allows; the trials after that are target runs (the reserve), which check at the
     target what the cheap runs found, as far as the budget allows."""
-    hedge: bool = False
-    """In the reserve, place every other run of the target's size (from the fourth on) by
-    the knowledge gradient of a GP of that size's runs alone, the others by the study's GP
-    (an ablation, off by default). The study's GP places its target runs where the cheap
-    runs point; where the cheap runs are blind to where the target is good, those runs all
-    land where the target is no better, and the GP, explaining them as a scaled copy of the
-    cheap landscape, is sure the rest of the simplex is no better either. The target-size
-    GP knows only what those runs say, so it explores where they have not been, as
-    `sf-target` does; the recommendation still comes from the study's GP, with every run.
-    Where the study's GP was right, those are target runs it did not get."""
+    hedge: Literal["stall", "alternate", "off"] = "stall"
+    """Which GP places the reserve's runs of the target's size from the fourth on. The
+    study's GP places its target runs where the cheap runs point; where the cheap runs are
+    blind to where the target is good, those runs all land where the target is no better,
+    and the GP, explaining them as a scaled copy of the cheap landscape, is sure the rest of
+    the simplex is no better either. A GP of the target size's runs alone (curves included)
+    knows only what those runs say, so it explores where they have not been, as `sf-target`
+    does; the recommendation still comes from the study's GP, with every run. `stall`
+    (default): that GP places them while the study is stalled, its last run at the target
+    (`HEDGE_STALL` runs) short of the best before it; the study's GP places the run after
+    one that beat the best, and so keeps its turns while its runs keep finding better
+    mixtures. `alternate` (an ablation): that GP places every other run, and takes runs the
+    study's GP needed where it was right. `off`: the study's GP places them all."""
     reserve_at: Literal["target-size", "target"] = "target-size"
     """What the reserve's trials may run, and which run checks the pick (`check_pick`).
     `target-size` (default): runs of the target's model size at any of its token budgets,
@@ -340,16 +346,29 @@ class AdmireOptimizer(Optimizer):
         return Proposal(cand_w[best], fid, ids[best], how, predicted)
 
     def _hedge(self, history: History, pending: list[TrialSpec]):  # type: ignore[no-untyped-def]
-        """With `hedge`, on the reserve's hedging turns (every other run of the target's size,
-        from the fourth on: with fewer, a GP of them alone cannot say where the next should
-        go), the GP of the target size's runs alone (`StudyGP.size_alone`); else None."""
-        if not self.options.hedge:
+        """On the reserve's hedging turns (`hedge`; from the fourth run of the target's size:
+        with fewer, a GP of them alone cannot say where the next should go), the GP of the
+        target size's runs alone (`StudyGP.size_alone`); else None."""
+        if self.options.hedge == "off":
             return None
         specs = [r.spec for r in history.completed] + list(pending)
         runs = sum(self._checks(s.fidelity) for s in specs)
-        if runs < HEDGE_AFTER or runs % 2 == 0:
+        if runs < HEDGE_AFTER:
+            return None
+        if self.options.hedge == "alternate" and runs % 2 == 0:
+            return None
+        if self.options.hedge == "stall" and not self._stalled(history):
             return None
         return self.gp.size_alone(history)
+
+    def _stalled(self, history: History) -> bool:
+        """Whether the study's last `HEDGE_STALL` completed runs at the target each fell short
+        of the best target value before it."""
+        at = self.space.fidelities.fidelities[self.recommend_index()]
+        values = [self.value(r) for r in history.completed if r.spec.fidelity == at]
+        if len(values) <= HEDGE_STALL:
+            return False
+        return max(values[-HEDGE_STALL:]) < max(values[:-HEDGE_STALL])
 
     def _check_pick(
         self, history: History, pending: list[TrialSpec], chosen: int, affordable: list[int]
