@@ -137,17 +137,34 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="trials in flight per study (proposals made with the others pending)",
     )
-    bench.add_argument("--target", help="CSV problems: target fidelity as SIZE or SIZE:TOKENS")
-    bench.add_argument("--objective", action="append", help="CSV problems: metric name/pattern")
-    bench.add_argument(
+    _add_table_options(bench)
+    judged = command(
+        "verdict",
+        _verdict,
+        "admire against the best other method on one problem, from the results of one or "
+        "more bench runs (e.g. admire's and the baselines' run apart), with a bootstrap "
+        "interval of the ratio over seeds",
+    )
+    judged.add_argument("problem", help="the problem the runs were made on (as for `bench`)")
+    judged.add_argument(
+        "folders", nargs="+", help="bench output folders (--out), each with its results.csv"
+    )
+    _add_table_options(judged)
+    return p
+
+
+def _add_table_options(sp: argparse.ArgumentParser) -> None:
+    """The options that make a problem of a run-table CSV."""
+    sp.add_argument("--target", help="CSV problems: target fidelity as SIZE or SIZE:TOKENS")
+    sp.add_argument("--objective", action="append", help="CSV problems: metric name/pattern")
+    sp.add_argument(
         "--direction",
         choices=["minimize", "maximize"],
         default="minimize",
         help="CSV problems: minimize a loss (default) or maximize a score",
     )
-    bench.add_argument("--mode", choices=["pool", "continuous"], default="pool")
-    bench.add_argument("--budget", type=float, default=20.0, help="CSV problems: target-run units")
-    return p
+    sp.add_argument("--mode", choices=["pool", "continuous"], default="pool")
+    sp.add_argument("--budget", type=float, default=20.0, help="CSV problems: target-run units")
 
 
 def _positive_tokens(text: str) -> int:
@@ -335,15 +352,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
-    byo = {}
-    if args.target or args.objective:
-        byo = {
-            "target": args.target,
-            "objective": args.objective,
-            "direction": args.direction,
-            "mode": args.mode,
-            "budget": args.budget,
-        }
+    byo = _table_byo(args)
     out = Path(args.out or Path("bench-results") / Path(args.problem).stem)
     methods = [m for m in args.methods.split(",") if m] or None
     exit_on_sigterm()
@@ -365,6 +374,37 @@ def _bench(args: argparse.Namespace) -> int:
         return 2
     print(format_summary(rows, SUITE_TABLE if args.problem == "suite" else None))
     print(f"wrote {out}/summary.csv, results.csv and plots")
+    return 0
+
+
+def _table_byo(args: argparse.Namespace) -> dict:
+    if not (args.target or args.objective):
+        return {}
+    return {
+        "target": args.target,
+        "objective": args.objective,
+        "direction": args.direction,
+        "mode": args.mode,
+        "budget": args.budget,
+    }
+
+
+def _verdict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from admire.bench.harness import judge
+    from admire.bench.verdict import format_verdict
+    from admire.config import ConfigError
+
+    try:
+        judged = judge(args.problem, [Path(f) for f in args.folders], _table_byo(args))
+    except (ValueError, ConfigError) as err:
+        print(f"admire verdict: {err}", file=sys.stderr)
+        return 2
+    if judged is None:
+        print("admire verdict: the runs need admire and at least one other method", file=sys.stderr)
+        return 2
+    print(format_verdict([judged]))
     return 0
 
 

@@ -19,8 +19,12 @@ from admire.bench.harness import (
     SUMMARY_COLUMNS,
     Trace,
     _scratch,
+    _write,
+    judge,
+    read_traces,
     run_bench,
     run_one,
+    run_suite,
     summarise,
 )
 from admire.bench.methods import METHODS
@@ -101,7 +105,10 @@ def test_a_seed_reproduces_its_curve(method: str) -> None:
 
 
 def test_bench_writes_the_summary_plots_and_mlflow_run(
-    tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    tracking_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     # The worker process builds its stores' migrated template in a temporary folder of ours.
@@ -136,6 +143,8 @@ def test_bench_writes_the_summary_plots_and_mlflow_run(
     run = client.search_runs([exp.experiment_id])[0]
     assert "random.final_regret_median" in run.data.metrics
     assert list(scratch.iterdir()) == [], "the worker left files behind"
+    # The worker ran out of jobs and exited: it was not killed, so it printed no traceback.
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def _small_table(path: Path, score: bool = False) -> Path:
@@ -234,6 +243,89 @@ def test_the_verdict_is_against_the_best_other_method_per_problem() -> None:
     assert "pile-pool" in text and "NOT met" in text and text.endswith("met on 1 of 2 problems")
 
 
+def _settling(method: str, settles_at: list[int], budget: int = 10) -> list[Trace]:
+    """One trace per seed: a trial per unit of cost, the pick the best (regret 0) from the
+    unit in `settles_at` on, wrong (0.3) before."""
+    costs = [float(c) for c in range(1, budget + 1)]
+    return [
+        Trace(
+            method,
+            seed,
+            costs,
+            [c * 1e9 for c in costs],
+            [0.3 if c < at else 0.0 for c in costs],
+            ["1B"] * budget,
+            [0.25] * budget,
+            covered=[float(c >= at) for c in costs],
+        )
+        for seed, at in enumerate(settles_at)
+    ]
+
+
+def test_a_verdict_joins_bench_runs_made_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """admire's run and a rival's, made by separate `bench` commands, judged together from
+    their results.csv: the same verdict as one run of both, with its bootstrap interval."""
+    from admire.bench.verdict import verdict
+    from admire.cli import main
+
+    mine, theirs = _settling("admire", [1, 2, 3]), _settling("sf-target", [4, 4, 8])
+    for name, traces in (("a", mine), ("b", theirs)):
+        (tmp_path / name).mkdir()
+        _write(tmp_path / name, traces, [])
+    assert read_traces(tmp_path / "a" / "results.csv") == mine
+    judged = judge("synth-3", [tmp_path / "a", tmp_path / "b"])
+    assert judged is not None and judged["measure"] == "stays-from"
+    assert judged["best_other"] == "sf-target" and judged["ratio"] == pytest.approx(0.5)
+    # medians of three resampled seeds: 1, 2 or 3 against 4 or 8
+    assert 0.125 <= judged["ratio_lo"] < 0.5 < judged["ratio_hi"] <= 0.75
+    problem = load_problem("synth-3")
+    rows = summarise(mine + theirs, problem, 10.0, 0.3)
+    assert verdict("synth-3", rows)["ratio"] == judged["ratio"]
+    assert main(["verdict", "synth-3", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert "ratio 0.5 [" in line and line.endswith(" met") and "NOT" not in line
+    assert main(["verdict", "synth-3", str(tmp_path / "a"), str(tmp_path / "a")]) == 2
+    assert "method admire is in both" in capsys.readouterr().err
+    assert main(["verdict", "synth-3", str(tmp_path / "a"), str(tmp_path / "c")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["verdict", "synth-3", str(tmp_path / "a")]) == 2
+    assert "at least one other method" in capsys.readouterr().err
+
+
+def test_the_suite_judges_each_problem_from_its_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    lines: list[str] = []
+    rows = run_suite(1, tmp_path, ["random", "admire"], 2, ["synth-3"], log=lines.append)
+    assert [(r["problem"], r["method"]) for r in rows] == [
+        ("synth-3", "random"),
+        ("synth-3", "admire"),
+    ]
+    with (tmp_path / "verdict.csv").open() as fh:
+        (v,) = list(csv.DictReader(fh))
+    assert v["problem"] == "synth-3" and v["best_other"] == "random"
+    # one seed: nothing to resample, the interval is the ratio itself
+    assert float(v["ratio_lo"]) == float(v["ratio"]) == float(v["ratio_hi"])
+    assert any(line.startswith("verdict") for line in lines)
+
+
+def test_the_ratio_interval_resamples_each_methods_seeds() -> None:
+    from admire.bench.verdict import ratio_interval
+
+    same = [0.1 * i for i in range(1, 21)]
+    lo, hi = ratio_interval(same, same)
+    assert lo < 1.0 < hi
+    assert ratio_interval(same, same) == (lo, hi), "a fixed seed: the same interval again"
+    apart = ratio_interval([1.0] * 10 + [2.0] * 10, [4.0] * 10 + [8.0] * 10)
+    assert apart[1] < 1.0
+    # the rival is exact (0) where admire is not: infinitely worse, not NaN
+    assert ratio_interval([0.1, 0.2], [0.0, 0.0]) == (np.inf, np.inf)
+    assert ratio_interval([0.0, 0.0], [0.0, 0.0]) == (1.0, 1.0)
+
+
 def test_the_summary_shows_seeds_that_end_on_the_wrong_mixture() -> None:
     """Three seeds settle on the best early, two never do: the median stays-from cost is
     early, the upper quartile is the whole budget and two seeds in five end wrong."""
@@ -299,7 +391,6 @@ def test_a_killed_bench_takes_its_worker_processes_with_it(tmp_path: Path) -> No
     they remove their studies' throwaway stores: left behind, each worker would run its
     studies to the end on a machine the user thinks is free."""
     scratch = Path(_scratch() or tempfile.gettempdir())
-    before = _dirs(scratch)
     command = [sys.executable, "-m", "admire", "bench", "synth-3", "--seeds", "4"]
     command += ["--methods", "admire", "--workers", "2", "--out", str(tmp_path / "out")]
     command += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
@@ -311,9 +402,10 @@ def test_a_killed_bench_takes_its_worker_processes_with_it(tmp_path: Path) -> No
         time.sleep(0.5)
         workers = [p for p in parent.children(recursive=True) if _is_pool_worker(p)]
     assert len(workers) == 2, "the bench's pool did not start"
-    while time.monotonic() < deadline and not _dirs(scratch) - before:
-        time.sleep(0.5)  # until a worker's first study has its store
-    ours = _dirs(scratch) - before
+    ours: set[Path] = set()
+    while time.monotonic() < deadline and not ours:
+        time.sleep(0.5)  # until a worker's first study has its store open
+        ours = _stores(workers, scratch)
     assert ours, "no study started"
     bench.send_signal(signal.SIGTERM)
     assert bench.wait(timeout=60) == 128 + signal.SIGTERM
@@ -325,6 +417,22 @@ def test_a_killed_bench_takes_its_worker_processes_with_it(tmp_path: Path) -> No
 
 def _dirs(folder: Path) -> set[Path]:
     return {p for p in folder.iterdir() if p.is_dir()}
+
+
+def _stores(workers: list[psutil.Process], scratch: Path) -> set[Path]:
+    """The folders in `scratch` in which the workers hold files open: their studies' stores
+    (not those of another bench on the same machine)."""
+    found = set()
+    for worker in workers:
+        try:
+            files = worker.open_files()
+        except psutil.NoSuchProcess:
+            continue
+        for f in files:
+            path = Path(f.path)
+            if path.is_relative_to(scratch) and path != scratch:
+                found.add(scratch / path.relative_to(scratch).parts[0])
+    return found
 
 
 def _is_pool_worker(process: psutil.Process) -> bool:

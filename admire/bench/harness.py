@@ -15,9 +15,11 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -26,7 +28,7 @@ import numpy as np
 
 from admire.bench.methods import METHODS, method_optimizer
 from admire.bench.problems import SUITE, PaidRunner, Problem, load_problem
-from admire.bench.verdict import VERDICT_COLUMNS, format_verdict, verdict
+from admire.bench.verdict import FINAL, STAYS, VERDICT_COLUMNS, format_verdict, verdict
 
 REGRET_BUDGETS = (1, 2, 5, 10, 20)
 SUMMARY_COLUMNS = [
@@ -100,7 +102,9 @@ def run_one(problem: Problem, method: str, seed: int, concurrent: int = 1) -> Tr
     records: list = []
     names = config.domain_names
     uninformed = _uninformed_regret(problem)
+    global _STORE
     with tempfile.TemporaryDirectory(dir=_scratch()) as tmp:
+        _STORE = Path(tmp)
         study = Study.create(
             config,
             tracking_uri=_throwaway_store(Path(tmp)),
@@ -132,6 +136,7 @@ def run_one(problem: Problem, method: str, seed: int, concurrent: int = 1) -> Tr
             secs.append(study.last_optimizer_seconds)
 
         study.optimize(progress=False, callback=after, workers=concurrent)
+    _STORE = None
     return Trace(method, seed, costs, flops, regrets, fids, secs, picks, covered)
 
 
@@ -190,6 +195,20 @@ def regret_at(trace: Trace, cost: float, uninformed: float) -> float:
     return standing[-1] if standing else uninformed
 
 
+def seed_measures(
+    traces: list[Trace], problem: Problem, budget: float, uninformed: float
+) -> dict[str, dict[str, list[float]]]:
+    """Per method, the verdict's measures seed by seed: the cost from which the pick stays
+    the best (`STAYS`) and the final regret (`FINAL`), the columns whose medians they are."""
+    tol = best_tolerance(problem, uninformed)
+    measures: dict[str, dict[str, list[float]]] = {}
+    for t in traces:
+        m = measures.setdefault(t.method, {STAYS: [], FINAL: []})
+        m[STAYS].append(_stable_cost(t, budget, tol))
+        m[FINAL].append(t.regrets[-1] if t.regrets else uninformed)
+    return measures
+
+
 def summarise(
     traces: list[Trace], problem: Problem, budget: float, uninformed: float
 ) -> list[dict]:
@@ -197,7 +216,8 @@ def summarise(
     rows = []
     best = abs(problem.best) or 1.0
     tol = best_tolerance(problem, uninformed)
-    for method in dict.fromkeys(t.method for t in traces):
+    per_seed = seed_measures(traces, problem, budget, uninformed)
+    for method in per_seed:
         ts = [t for t in traces if t.method == method]
         hit = [_first_cost(t.costs, [r <= tol for r in t.regrets], budget) for t in ts]
         flops_hit = [
@@ -208,7 +228,7 @@ def summarise(
             for p in (0.005, 0.01)
         }
         q25, q50, q75 = np.percentile(hit, [25, 50, 75])
-        stable = [_stable_cost(t, budget, tol) for t in ts]
+        stable = per_seed[method][STAYS]
         row = {
             "method": method,
             "seeds": len(ts),
@@ -228,9 +248,7 @@ def summarise(
             # mixture on the rest: the upper quartile and the share ending on the best show it.
             "cost_to_best_stable_q75": float(np.percentile(stable, 75)),
             "ends_on_best": sum(bool(t.regrets) and t.regrets[-1] <= tol for t in ts) / len(ts),
-            "final_regret_median": float(
-                np.median([t.regrets[-1] if t.regrets else uninformed for t in ts])
-            ),
+            "final_regret_median": float(np.median(per_seed[method][FINAL])),
             "sec_per_proposal_median": float(
                 np.median([s for t in ts for s in t.seconds] or [0.0])
             ),
@@ -255,15 +273,31 @@ def _mean_finite(xs: list[float]) -> float:
 
 
 def exit_on_sigterm() -> None:
-    """Make SIGTERM (a `kill`, a `timeout`) raise SystemExit in this process, so that it
-    unwinds: a bench's process pool then terminates its workers, and a worker removes its
-    study's throwaway store. By default Python ends at once, and neither happens: the
+    """Make SIGTERM (a `kill`, a `timeout`) raise SystemExit in the bench's own process, so
+    that it unwinds and ends its pool's workers. By default Python ends at once, and the
     workers, orphaned, run their studies to the end."""
     signal.signal(signal.SIGTERM, _raise_exit)
 
 
 def _raise_exit(signum: int, frame: object) -> NoReturn:
     raise SystemExit(128 + signum)
+
+
+_STORE: Path | None = None
+"""The folder of the study a pool worker is running now (its throwaway store)."""
+
+
+def _worker_ends_on_sigterm() -> None:
+    """A pool worker's SIGTERM: remove the running study's store and end at once. Not an
+    exception: one raised from a signal handler is lost ("Exception ignored") when it lands
+    in a finaliser, as it does in MLflow's, and the worker would run on."""
+    signal.signal(signal.SIGTERM, _end_worker)
+
+
+def _end_worker(signum: int, frame: object) -> NoReturn:
+    if _STORE is not None:
+        shutil.rmtree(_STORE, ignore_errors=True)
+    os._exit(128 + signum)
 
 
 def _job(args: tuple[str, dict, str, int, int]) -> Trace:
@@ -308,19 +342,30 @@ def run_bench(
     )
     traces: list[Trace] = []
     t0 = time.perf_counter()
-    ctx = mp.get_context("spawn")
-    # Each worker, once: terminated by the pool, it unwinds and removes its study's store.
-    with ctx.Pool(workers, initializer=exit_on_sigterm) as pool:
-        for trace in pool.imap_unordered(_job, jobs):
-            traces.append(trace)
-            final = trace.regrets[-1] if trace.regrets else math.nan
-            elapsed = time.perf_counter() - t0
-            left = elapsed / len(traces) * (len(jobs) - len(traces))
-            log(
-                f"  [{len(traces)}/{len(jobs)}] {trace.method:<10} seed {trace.seed:<3} "
-                f"{len(trace.costs):>3} trials, final regret {final:.4f} "
-                f"({elapsed:.0f} s, about {left:.0f} s left)"
-            )
+    # Each worker ends on SIGTERM at once, removing its study's store. On the normal path the
+    # workers drain the queue and exit, and are never sent it.
+    with ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("spawn"), initializer=_worker_ends_on_sigterm
+    ) as pool:
+        try:
+            for done in as_completed([pool.submit(_job, job) for job in jobs]):
+                trace = done.result()
+                traces.append(trace)
+                final = trace.regrets[-1] if trace.regrets else math.nan
+                elapsed = time.perf_counter() - t0
+                left = elapsed / len(traces) * (len(jobs) - len(traces))
+                log(
+                    f"  [{len(traces)}/{len(jobs)}] {trace.method:<10} seed {trace.seed:<3} "
+                    f"{len(trace.costs):>3} trials, final regret {final:.4f} "
+                    f"({elapsed:.0f} s, about {left:.0f} s left)"
+                )
+        except BaseException:
+            # A kill, a timeout or a failed job: end the workers now. Shutting the pool down
+            # would wait for their running studies; with the workers gone it does not wait.
+            for child in mp.active_children():
+                child.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     traces.sort(key=lambda t: (methods.index(t.method), t.seed))
     uninformed = _uninformed_regret(problem)
     rows = summarise(traces, problem, budget, uninformed)
@@ -330,11 +375,33 @@ def run_bench(
     plot_best_so_far(traces, budget, uninformed, out / "best_so_far.png", problem.name)
     plot_fidelity_usage(traces, problem, out / "fidelity_usage.png")
     _log_mlflow(problem, out, rows, seeds)
-    judged = verdict(problem.name, rows)
+    judged = verdict(problem.name, rows, seed_measures(traces, problem, budget, uninformed))
     if judged is not None:
         _write_table(out / "verdict.csv", VERDICT_COLUMNS, [judged])
         log(format_verdict([judged]))
     return rows
+
+
+def judge(name: str, folders: list[Path], byo: dict | None = None) -> dict | None:
+    """The verdict on problem `name` from the results.csv of one or more bench runs (their
+    methods together, each method from one run only), or None without admire or a rival."""
+    problem = load_problem(name, **(byo or {}))
+    traces: list[Trace] = []
+    found: dict[str, Path] = {}
+    for folder in folders:
+        path = folder / "results.csv"
+        if not path.is_file():
+            raise ValueError(f"{path}: no such file (a bench run's --out folder holds one)")
+        mine = read_traces(path)
+        for method in dict.fromkeys(t.method for t in mine):
+            if method in found:
+                raise ValueError(f"method {method} is in both {found[method]} and {path}")
+            found[method] = path
+        traces += mine
+    budget = problem.config.budget.max_cost or math.inf
+    uninformed = _uninformed_regret(problem)
+    rows = summarise(traces, problem, budget, uninformed)
+    return verdict(problem.name, rows, seed_measures(traces, problem, budget, uninformed))
 
 
 def run_suite(
@@ -359,7 +426,7 @@ def run_suite(
     verdicts = [
         v
         for name in dict.fromkeys(r["problem"] for r in rows)
-        if (v := verdict(name, [r for r in rows if r["problem"] == name])) is not None
+        if (v := judge(name, [out / name])) is not None
     ]
     if verdicts:
         _write_table(out / "verdict.csv", VERDICT_COLUMNS, verdicts)
@@ -429,6 +496,25 @@ def _write(out: Path, traces: list[Trace], rows: list[dict]) -> None:
                     ]
                 )
     _write_table(out / "summary.csv", SUMMARY_COLUMNS, rows)
+
+
+def read_traces(path: Path) -> list[Trace]:
+    """The traces a bench run wrote to `path` (its results.csv), in its order; the picks
+    themselves are not written, so `Trace.picks` is empty."""
+    traces: dict[tuple[str, int], Trace] = {}
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            key = (row["method"], int(row["seed"]))
+            if key not in traces:
+                traces[key] = Trace(key[0], key[1], [], [], [], [], [])
+            t = traces[key]
+            t.costs.append(float(row["cost"]))
+            t.flops_costs.append(float(row["cost_flops"]))
+            t.regrets.append(float(row["regret"]))
+            t.fidelities.append(row["fidelity"])
+            t.seconds.append(float(row["seconds"]))
+            t.covered.append(float(row["covered"]) if row["covered"] else math.nan)
+    return list(traces.values())
 
 
 def format_summary(rows: list[dict], columns: list[str] | None = None) -> str:
