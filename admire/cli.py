@@ -126,6 +126,13 @@ def _parser() -> argparse.ArgumentParser:
         "`suite` for all of them, or a run-table CSV path",
     )
     bench.add_argument("--seeds", type=int, default=20)
+    bench.add_argument(
+        "--first-seed",
+        type=_non_negative,
+        default=0,
+        help="seeds FIRST.. (default 0): more seeds for an earlier run, judged with "
+        "`admire verdict` together",
+    )
     bench.add_argument("--out", default=None, help="output folder (default bench-results/PROBLEM)")
     bench.add_argument("--methods", default="", help="comma-separated subset of the methods")
     bench.add_argument(
@@ -165,6 +172,16 @@ def _add_table_options(sp: argparse.ArgumentParser) -> None:
     )
     sp.add_argument("--mode", choices=["pool", "continuous"], default="pool")
     sp.add_argument("--budget", type=float, default=20.0, help="CSV problems: target-run units")
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _positive_tokens(text: str) -> int:
@@ -358,7 +375,7 @@ def _bench(args: argparse.Namespace) -> int:
     exit_on_sigterm()
     try:
         if args.problem == "suite":
-            rows = run_suite(args.seeds, out, methods, args.workers)
+            rows = run_suite(args.seeds, out, methods, args.workers, first_seed=args.first_seed)
         else:
             rows = run_bench(
                 args.problem,
@@ -368,6 +385,7 @@ def _bench(args: argparse.Namespace) -> int:
                 args.workers,
                 byo,
                 concurrent=args.concurrent,
+                first_seed=args.first_seed,
             )
     except (ValueError, ConfigError) as err:
         print(f"admire bench: {err}", file=sys.stderr)

@@ -243,9 +243,9 @@ def test_the_verdict_is_against_the_best_other_method_per_problem() -> None:
     assert "pile-pool" in text and "NOT met" in text and text.endswith("met on 1 of 2 problems")
 
 
-def _settling(method: str, settles_at: list[int], budget: int = 10) -> list[Trace]:
-    """One trace per seed: a trial per unit of cost, the pick the best (regret 0) from the
-    unit in `settles_at` on, wrong (0.3) before."""
+def _settling(method: str, settles_at: list[int], budget: int = 10, first: int = 0) -> list[Trace]:
+    """One trace per seed (from seed `first`): a trial per unit of cost, the pick the best
+    (regret 0) from the unit in `settles_at` on, wrong (0.3) before."""
     costs = [float(c) for c in range(1, budget + 1)]
     return [
         Trace(
@@ -258,7 +258,7 @@ def _settling(method: str, settles_at: list[int], budget: int = 10) -> list[Trac
             [0.25] * budget,
             covered=[float(c >= at) for c in costs],
         )
-        for seed, at in enumerate(settles_at)
+        for seed, at in enumerate(settles_at, start=first)
     ]
 
 
@@ -286,9 +286,14 @@ def test_a_verdict_joins_bench_runs_made_apart(
     assert main(["verdict", "synth-3", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     line = capsys.readouterr().out.splitlines()[1]
     assert "ratio 0.5 [" in line and line.endswith(" met") and "NOT" not in line
+    # more seeds of admire, from a later run (`bench --first-seed 3`), join the first three
+    (tmp_path / "c").mkdir()
+    _write(tmp_path / "c", _settling("admire", [1, 1, 2], first=3), [])
+    more = judge("synth-3", [tmp_path / "a", tmp_path / "c", tmp_path / "b"])
+    assert more is not None and more["ratio"] == pytest.approx(1.5 / 4)
     assert main(["verdict", "synth-3", str(tmp_path / "a"), str(tmp_path / "a")]) == 2
-    assert "method admire is in both" in capsys.readouterr().err
-    assert main(["verdict", "synth-3", str(tmp_path / "a"), str(tmp_path / "c")]) == 2
+    assert "admire seed 0 is in both" in capsys.readouterr().err
+    assert main(["verdict", "synth-3", str(tmp_path / "a"), str(tmp_path / "d")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["verdict", "synth-3", str(tmp_path / "a")]) == 2
     assert "at least one other method" in capsys.readouterr().err
@@ -310,6 +315,19 @@ def test_the_suite_judges_each_problem_from_its_results(
     # one seed: nothing to resample, the interval is the ratio itself
     assert float(v["ratio_lo"]) == float(v["ratio"]) == float(v["ratio_hi"])
     assert any(line.startswith("verdict") for line in lines)
+
+
+def test_a_bench_can_run_later_seeds(tmp_path: Path, tracking_uri: str) -> None:
+    from admire.cli import main
+
+    out = tmp_path / "more"
+    argv = ["bench", "synth-3", "--seeds", "2", "--first-seed", "5", "--methods", "random"]
+    argv += ["--workers", "1", "--out", str(out), "--tracking-uri", tracking_uri]
+    assert main(argv) == 0
+    assert {t.seed for t in read_traces(out / "results.csv")} == {5, 6}
+    with pytest.raises(SystemExit) as bad:
+        main(["bench", "synth-3", "--first-seed", "-1"])
+    assert bad.value.code == 2
 
 
 def test_the_ratio_interval_resamples_each_methods_seeds() -> None:

@@ -321,9 +321,11 @@ def run_bench(
     byo: dict | None = None,
     log=print,  # type: ignore[no-untyped-def]
     concurrent: int = 1,
+    first_seed: int = 0,
 ) -> list[dict]:
-    """Run every method for `seeds` seeds, write results.csv, summary.csv and plots to
-    `out`, log them to MLflow as a study-comparison run, and return the summary rows."""
+    """Run every method for `seeds` seeds (from `first_seed` on: more seeds for an earlier
+    run, judged together by `judge`), write results.csv, summary.csv and plots to `out`, log
+    them to MLflow as a study-comparison run, and return the summary rows."""
     byo = byo or {}
     problem = load_problem(name, **byo)
     methods = methods or list(METHODS)
@@ -334,7 +336,11 @@ def run_bench(
     budget = problem.config.budget.max_cost or math.inf
     # Seed by seed, every method in turn: the time left can be told from the jobs done, and
     # a bench stopped early has every method on its first seeds.
-    jobs = [(name, byo, m, s, concurrent) for s in range(seeds) for m in methods]
+    jobs = [
+        (name, byo, m, s, concurrent)
+        for s in range(first_seed, first_seed + seeds)
+        for m in methods
+    ]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     log(
         f"bench {problem.name}: {len(methods)} methods x {seeds} seeds, budget {budget:g} "
@@ -374,7 +380,7 @@ def run_bench(
 
     plot_best_so_far(traces, budget, uninformed, out / "best_so_far.png", problem.name)
     plot_fidelity_usage(traces, problem, out / "fidelity_usage.png")
-    _log_mlflow(problem, out, rows, seeds)
+    _log_mlflow(problem, out, rows, range(first_seed, first_seed + seeds))
     judged = verdict(problem.name, rows, seed_measures(traces, problem, budget, uninformed))
     if judged is not None:
         _write_table(out / "verdict.csv", VERDICT_COLUMNS, [judged])
@@ -384,19 +390,22 @@ def run_bench(
 
 def judge(name: str, folders: list[Path], byo: dict | None = None) -> dict | None:
     """The verdict on problem `name` from the results.csv of one or more bench runs (their
-    methods together, each method from one run only), or None without admire or a rival."""
+    methods and seeds together, each seed of a method from one run only), or None without
+    admire or a rival."""
     problem = load_problem(name, **(byo or {}))
     traces: list[Trace] = []
-    found: dict[str, Path] = {}
+    found: dict[tuple[str, int], Path] = {}
     for folder in folders:
         path = folder / "results.csv"
         if not path.is_file():
             raise ValueError(f"{path}: no such file (a bench run's --out folder holds one)")
         mine = read_traces(path)
-        for method in dict.fromkeys(t.method for t in mine):
-            if method in found:
-                raise ValueError(f"method {method} is in both {found[method]} and {path}")
-            found[method] = path
+        for t in mine:
+            if (t.method, t.seed) in found:
+                raise ValueError(
+                    f"{t.method} seed {t.seed} is in both {found[t.method, t.seed]} and {path}"
+                )
+            found[t.method, t.seed] = path
         traces += mine
     budget = problem.config.budget.max_cost or math.inf
     uninformed = _uninformed_regret(problem)
@@ -411,6 +420,7 @@ def run_suite(
     workers: int | None = None,
     problems: list[str] | None = None,
     log=print,  # type: ignore[no-untyped-def]
+    first_seed: int = 0,
 ) -> list[dict]:
     """Every method on every suite problem (`problems.SUITE`): one folder per problem as
     `run_bench` writes it, and `summary.csv` with one row per (problem, method)."""
@@ -419,7 +429,9 @@ def run_suite(
     for name in problems or SUITE:
         rows += [
             {"problem": name, **r}
-            for r in run_bench(name, seeds, out / name, methods, workers, log=log)
+            for r in run_bench(
+                name, seeds, out / name, methods, workers, log=log, first_seed=first_seed
+            )
         ]
     _write_table(out / "summary.csv", ["problem", *SUMMARY_COLUMNS], rows)
     log(f"suite: {len(rows)} rows in {time.perf_counter() - start:.0f} s -> {out / 'summary.csv'}")
@@ -527,7 +539,7 @@ def format_summary(rows: list[dict], columns: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
-def _log_mlflow(problem: Problem, out: Path, rows: list[dict], seeds: int) -> None:
+def _log_mlflow(problem: Problem, out: Path, rows: list[dict], seeds: range) -> None:
     from mlflow.tracking import MlflowClient
 
     from admire.tracking import resolve_tracking_uri
@@ -536,12 +548,14 @@ def _log_mlflow(problem: Problem, out: Path, rows: list[dict], seeds: int) -> No
     name = f"bench-{problem.name}"
     exp = client.get_experiment_by_name(name)
     exp_id = exp.experiment_id if exp is not None else client.create_experiment(name)
+    label = f"{len(seeds)}seeds" if seeds.start == 0 else f"seeds{seeds.start}-{seeds.stop - 1}"
     run = client.create_run(
-        exp_id, run_name=f"{problem.name}-{seeds}seeds", tags={"admire.kind": "bench"}
+        exp_id, run_name=f"{problem.name}-{label}", tags={"admire.kind": "bench"}
     )
     rid = run.info.run_id
     client.log_param(rid, "problem", problem.name)
-    client.log_param(rid, "seeds", seeds)
+    client.log_param(rid, "seeds", len(seeds))
+    client.log_param(rid, "first_seed", seeds.start)
     for row in rows:
         for k, v in row.items():
             if isinstance(v, float | int) and k != "seeds" and math.isfinite(float(v)):
