@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
         "synth-mislead, synth-curves, synth-pool, synth-mislead-pool, synth-sweep, synth-steps), "
         "`suite` for all of them, or a run-table CSV path",
     )
-    bench.add_argument("--seeds", type=int, default=20)
+    bench.add_argument("--seeds", type=_positive(int), default=20)
     bench.add_argument(
         "--first-seed",
         type=_non_negative,

@@ -254,7 +254,7 @@ def _settling(method: str, settles_at: list[int], budget: int = 10, first: int =
             costs,
             [c * 1e9 for c in costs],
             [0.3 if c < at else 0.0 for c in costs],
-            ["1B"] * budget,
+            ["L"] * budget,
             [0.25] * budget,
             covered=[float(c >= at) for c in costs],
         )
@@ -297,6 +297,9 @@ def test_a_verdict_joins_bench_runs_made_apart(
     assert "no such file" in capsys.readouterr().err
     assert main(["verdict", "synth-3", str(tmp_path / "a")]) == 2
     assert "at least one other method" in capsys.readouterr().err
+    # synth-3's sizes are S, M and L: pile-pool's are 1M, 60M and 1B
+    assert main(["verdict", "pile-pool", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    assert "ran model sizes ['L'] that pile-pool does not have" in capsys.readouterr().err
 
 
 def test_the_suite_judges_each_problem_from_its_results(
@@ -325,9 +328,10 @@ def test_a_bench_can_run_later_seeds(tmp_path: Path, tracking_uri: str) -> None:
     argv += ["--workers", "1", "--out", str(out), "--tracking-uri", tracking_uri]
     assert main(argv) == 0
     assert {t.seed for t in read_traces(out / "results.csv")} == {5, 6}
-    with pytest.raises(SystemExit) as bad:
-        main(["bench", "synth-3", "--first-seed", "-1"])
-    assert bad.value.code == 2
+    for wrong in (["--first-seed", "-1"], ["--seeds", "0"]):
+        with pytest.raises(SystemExit) as bad:
+            main(["bench", "synth-3", *wrong])
+        assert bad.value.code == 2
 
 
 def test_the_ratio_interval_resamples_each_methods_seeds() -> None:

@@ -400,7 +400,14 @@ def judge(name: str, folders: list[Path], byo: dict | None = None) -> dict | Non
         if not path.is_file():
             raise ValueError(f"{path}: no such file (a bench run's --out folder holds one)")
         mine = read_traces(path)
+        sizes = {f.model_size for f in problem.config.fidelities.grid()}
         for t in mine:
+            if not set(t.fidelities) <= sizes:
+                raise ValueError(
+                    f"{path}: {t.method} seed {t.seed} ran model sizes "
+                    f"{sorted(set(t.fidelities) - sizes)} that {problem.name} does not have: "
+                    "a run of another problem?"
+                )
             if (t.method, t.seed) in found:
                 raise ValueError(
                     f"{t.method} seed {t.seed} is in both {found[t.method, t.seed]} and {path}"
