@@ -10,7 +10,7 @@ no method's pick settles on the best before the budget runs out (every stays-fro
 budget), stays-from says nothing and the final regret is compared instead. A problem is met
 when admire's measure is at most `BAR` times the best other's.
 
-A median of 20 seeds moves between runs of the same code, so with the seeds' own values the
+A median of 20 seeds moves with the seeds drawn, so with the seeds' own values the
 verdict also gives a bootstrap interval of the ratio (seeds resampled within each method):
 a ratio near the bar whose interval spans it is a tie, not a verdict.
 """
