@@ -210,13 +210,18 @@ def seed_measures(
 
 
 def summarise(
-    traces: list[Trace], problem: Problem, budget: float, uninformed: float
+    traces: list[Trace],
+    problem: Problem,
+    budget: float,
+    uninformed: float,
+    per_seed: dict[str, dict[str, list[float]]] | None = None,
 ) -> list[dict]:
-    """One row per method (see SUMMARY_COLUMNS); costs in target-run units."""
+    """One row per method (see SUMMARY_COLUMNS); costs in target-run units. `per_seed` is
+    `seed_measures` of the same traces, where the caller has it already."""
     rows = []
     best = abs(problem.best) or 1.0
     tol = best_tolerance(problem, uninformed)
-    per_seed = seed_measures(traces, problem, budget, uninformed)
+    per_seed = per_seed or seed_measures(traces, problem, budget, uninformed)
     for method in per_seed:
         ts = [t for t in traces if t.method == method]
         hit = [_first_cost(t.costs, [r <= tol for r in t.regrets], budget) for t in ts]
@@ -374,14 +379,13 @@ def run_bench(
             raise
     traces.sort(key=lambda t: (methods.index(t.method), t.seed))
     uninformed = _uninformed_regret(problem)
-    rows = summarise(traces, problem, budget, uninformed)
+    rows, judged = _scored(traces, problem, budget, uninformed)
     _write(out, traces, rows)
     from admire.plots import plot_best_so_far, plot_fidelity_usage
 
     plot_best_so_far(traces, budget, uninformed, out / "best_so_far.png", problem.name)
     plot_fidelity_usage(traces, problem, out / "fidelity_usage.png")
     _log_mlflow(problem, out, rows, range(first_seed, first_seed + seeds))
-    judged = verdict(problem.name, rows, seed_measures(traces, problem, budget, uninformed))
     if judged is not None:
         _write_table(out / "verdict.csv", VERDICT_COLUMNS, [judged])
         log(format_verdict([judged]))
@@ -415,9 +419,16 @@ def judge(name: str, folders: list[Path], byo: dict | None = None) -> dict | Non
             found[t.method, t.seed] = path
         traces += mine
     budget = problem.config.budget.max_cost or math.inf
-    uninformed = _uninformed_regret(problem)
-    rows = summarise(traces, problem, budget, uninformed)
-    return verdict(problem.name, rows, seed_measures(traces, problem, budget, uninformed))
+    return _scored(traces, problem, budget, _uninformed_regret(problem))[1]
+
+
+def _scored(
+    traces: list[Trace], problem: Problem, budget: float, uninformed: float
+) -> tuple[list[dict], dict | None]:
+    """The summary rows and the verdict of `traces`, from one pass over their seeds."""
+    per_seed = seed_measures(traces, problem, budget, uninformed)
+    rows = summarise(traces, problem, budget, uninformed, per_seed)
+    return rows, verdict(problem.name, rows, per_seed)
 
 
 def run_suite(
