@@ -57,9 +57,11 @@ list: setup
 delete: setup
 	$(BIN)/python -m admire delete $(NAME) $(ARGS)
 
+# Without MLflow's GenAI job runner (admire has no jobs for it), which would leave a store in
+# /dev/shm each time the UI is started.
 ui: setup
 	@echo "a study's page: python -m admire status NAME prints its link (model-training view)"
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
 		--default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port 5000
 
 test: setup

@@ -54,7 +54,13 @@ def mlflow_server(finished_pile: str) -> Iterator[str]:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "MLFLOW_TRACKING_URI": finished_pile},
+        # Without job execution the server makes no huey store in /dev/shm (MLflow's GenAI
+        # jobs need one and never remove it); the UI does not need them.
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": finished_pile,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        },
     )
     base = f"http://127.0.0.1:{port}"
     try:
