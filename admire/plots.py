@@ -1,4 +1,5 @@
-"""Plots of benchmark results: regret of the recommendation vs cost, and fidelity usage."""
+"""Plots of benchmark results: regret of the recommendation vs cost, the calibration of its
+predicted sd vs cost, and fidelity usage."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
+def _cost_grid(traces: list[Trace], budget: float) -> np.ndarray:
+    """Costs from the cheapest trial to the budget, evenly on a log axis."""
+    costs = [c for t in traces for c in t.costs if c > 0]
+    lo = max(min(costs, default=1e-3), 1e-4)
+    return np.geomspace(lo, budget if np.isfinite(budget) else max(costs), 200)
+
+
 def plot_best_so_far(
     traces: list[Trace], budget: float, uninformed: float, path: Path, title: str
 ) -> None:
@@ -29,9 +37,7 @@ def plot_best_so_far(
     from admire.bench.harness import regret_at
 
     plt = _pyplot()
-    costs = [c for t in traces for c in t.costs if c > 0]
-    lo = max(min(costs, default=1e-3), 1e-4)
-    grid = np.geomspace(lo, budget if np.isfinite(budget) else max(costs), 200)
+    grid = _cost_grid(traces, budget)
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     for method in dict.fromkeys(t.method for t in traces):
         ts = [t for t in traces if t.method == method]
@@ -43,6 +49,33 @@ def plot_best_so_far(
     ax.set_xlabel("cost spent (target-run units)")
     ax.set_ylabel("simple regret of the recommendation (median, IQR band)")
     ax.set_title(f"{title}: recommendation quality vs cost")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_coverage(traces: list[Trace], budget: float, path: Path, title: str) -> None:
+    """Per method, the share of seeds whose standing pick's true value lay within its
+    predicted ±2 sd, against cost spent (log axis), next to the 95 % a calibrated sd gives.
+    Methods whose picks never come with an sd are left out."""
+    from admire.bench.harness import coverage_at
+
+    plt = _pyplot()
+    grid = _cost_grid(traces, budget)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for method in dict.fromkeys(t.method for t in traces):
+        ts = [t for t in traces if t.method == method]
+        share = np.array([coverage_at(ts, c) for c in grid])
+        if np.isfinite(share).any():
+            ax.step(grid, share, where="post", label=f"{method} (n={len(ts)})")
+    ax.axhline(0.95, color="grey", linestyle="--", label="95 % (calibrated)")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("cost spent (target-run units)")
+    ax.set_ylabel("share of seeds: pick's true value within ±2 sd")
+    ax.set_title(f"{title}: calibration of the pick's predicted sd vs cost")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from admire.bench.harness import (
     Trace,
     _scratch,
     _write,
+    coverage_at,
     judge,
     read_traces,
     run_bench,
@@ -134,7 +136,7 @@ def test_bench_writes_the_summary_plots_and_mlflow_run(
         (m, s) for m in ("random", "regression") for s in ("0", "1")
     }
     assert {r["covered"] for r in results} == {""}, "neither method gives its pick an sd"
-    for png in ("best_so_far.png", "fidelity_usage.png"):
+    for png in ("best_so_far.png", "fidelity_usage.png", "coverage.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     from mlflow.tracking import MlflowClient
 
@@ -364,6 +366,24 @@ def test_the_summary_shows_seeds_that_end_on_the_wrong_mixture() -> None:
     assert row["cost_to_best_stable_median"] == pytest.approx(0.2)
     assert row["cost_to_best_stable_q75"] == 10.0
     assert row["ends_on_best"] == 0.6 and row["reached_best"] == 1.0
+
+
+def test_coverage_is_told_at_each_cost_from_the_picks_standing_then() -> None:
+    """Seed 0's first pick comes with no sd, then one that holds its truth, then one that
+    misses; seed 1 pays nothing before 0.05. At each cost the share counts only the seeds
+    whose standing pick has an sd, and the summary carries it at `COVERAGE_COSTS`."""
+    nan = math.nan
+
+    def trace(seed: int, costs: list[float], covered: list[float]) -> Trace:
+        n = len(costs)
+        return Trace("m", seed, costs, costs, [0.1] * n, ["S"] * n, [0.0] * n, [], covered)
+
+    traces = [trace(0, [0.001, 0.5, 2.0], [nan, 1.0, 0.0]), trace(1, [0.05, 3.0], [0.0, 1.0])]
+    assert math.isnan(coverage_at(traces, 0.01))
+    assert [coverage_at(traces, c) for c in (0.1, 1.0, 10.0)] == [0.0, 0.5, 0.5]
+    (row,) = summarise(traces, load_problem("synth-3"), budget=10.0, uninformed=0.3)
+    assert math.isnan(row["coverage_at_0.01"]) and row["coverage_at_1"] == 0.5
+    assert row["coverage_2sd"] == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,10 @@ from admire.bench.problems import SUITE, PaidRunner, Problem, load_problem
 from admire.bench.verdict import FINAL, STAYS, VERDICT_COLUMNS, format_verdict, verdict
 
 REGRET_BUDGETS = (1, 2, 5, 10, 20)
+COVERAGE_COSTS = (0.01, 0.1, 1, 10)
+"""Costs (target-run units, a decade apart: a cheap design, cheap runs, the first target
+runs, many) at which the share of seeds whose standing pick's ±2 sd held its true value is
+reported."""
 SUMMARY_COLUMNS = [
     "method",
     "seeds",
@@ -51,6 +55,7 @@ SUMMARY_COLUMNS = [
     "cost_to_best_median_flops",
     "pick_changes_median",
     "coverage_2sd",
+    *[f"coverage_at_{c:g}" for c in COVERAGE_COSTS],
 ]
 TIE = 1e-9
 NEAR_BEST = 0.02
@@ -189,10 +194,23 @@ def _stable_cost(trace: Trace, budget: float, tol: float = TIE) -> float:
     return stable
 
 
+def _standing(costs: list[float], values: list[float], cost: float, default: float) -> float:
+    """The value recorded after the last trial paid for once `cost` has been spent."""
+    standing = [v for c, v in zip(costs, values, strict=True) if c <= cost + 1e-9]
+    return standing[-1] if standing else default
+
+
 def regret_at(trace: Trace, cost: float, uninformed: float) -> float:
     """Regret of the recommendation standing once `cost` has been spent."""
-    standing = [r for c, r in zip(trace.costs, trace.regrets, strict=True) if c <= cost + 1e-9]
-    return standing[-1] if standing else uninformed
+    return _standing(trace.costs, trace.regrets, cost, uninformed)
+
+
+def coverage_at(traces: list[Trace], cost: float) -> float:
+    """The share of seeds whose pick standing once `cost` has been spent lay within its
+    predicted ±2 sd, among those whose pick then came with an sd (NaN when none did)."""
+    return _mean_finite(
+        [_standing(t.costs, t.covered, cost, math.nan) for t in traces if t.covered]
+    )
 
 
 def seed_measures(
@@ -267,6 +285,7 @@ def summarise(
                 )
             ),
             "coverage_2sd": _mean_finite([c for t in ts for c in t.covered]),
+            **{f"coverage_at_{c:g}": coverage_at(ts, c) for c in COVERAGE_COSTS},
         }
         rows.append(row)
     return rows
@@ -381,10 +400,11 @@ def run_bench(
     uninformed = _uninformed_regret(problem)
     rows, judged = _scored(traces, problem, budget, uninformed)
     _write(out, traces, rows)
-    from admire.plots import plot_best_so_far, plot_fidelity_usage
+    from admire.plots import plot_best_so_far, plot_coverage, plot_fidelity_usage
 
     plot_best_so_far(traces, budget, uninformed, out / "best_so_far.png", problem.name)
     plot_fidelity_usage(traces, problem, out / "fidelity_usage.png")
+    plot_coverage(traces, budget, out / "coverage.png", problem.name)
     _log_mlflow(problem, out, rows, range(first_seed, first_seed + seeds))
     if judged is not None:
         _write_table(out / "verdict.csv", VERDICT_COLUMNS, [judged])
@@ -578,6 +598,12 @@ def _log_mlflow(problem: Problem, out: Path, rows: list[dict], seeds: range) -> 
         for k, v in row.items():
             if isinstance(v, float | int) and k != "seeds" and math.isfinite(float(v)):
                 client.log_metric(rid, f"{row['method']}.{k}", float(v))
-    for f in ("results.csv", "summary.csv", "best_so_far.png", "fidelity_usage.png"):
+    for f in (
+        "results.csv",
+        "summary.csv",
+        "best_so_far.png",
+        "fidelity_usage.png",
+        "coverage.png",
+    ):
         client.log_artifact(rid, str(out / f))
     client.set_terminated(rid)
