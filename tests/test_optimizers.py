@@ -371,9 +371,14 @@ def test_the_pick_moves_only_when_the_posterior_is_sure_the_new_one_is_better() 
         if previous is None or (sized and not measured):
             assert np.allclose(pick, top)
         elif not np.allclose(pick, previous):
-            moved += 1  # only for a mixture the posterior is 90 % sure beats the old pick
-            assert max(p_better(model, pick, [previous], c)[0] for c in at) >= 0.9
-            assert np.allclose(pick, top)
+            # The pick moves to the target run measured best (`keep_best_run`), or else only
+            # to a mixture the posterior is 90 % sure beats the one standing.
+            runs = [r for r in records if r.spec.fidelity == target]
+            best_run = min(runs, key=lambda r: r.objective) if runs else None
+            moved += 1
+            if best_run is None or not np.allclose(pick, opt.space.weights(best_run.spec)):
+                assert max(p_better(model, pick, [previous], c)[0] for c in at) >= 0.9
+                assert np.allclose(pick, top)
         elif not np.allclose(top, previous):
             kept += 1  # the best mean is elsewhere, but not surely better: the pick stays
             held_unmeasured += not measured
@@ -384,16 +389,54 @@ def test_the_pick_moves_only_when_the_posterior_is_sure_the_new_one_is_better() 
     assert held_unmeasured > 0 and moved > 0, (kept, moved, held_unmeasured, steps)
 
 
+def _synth_pool_after(n: int):  # type: ignore[no-untyped-def]
+    """`synth-pool` after `n` trials of admire: config, runner, space, records, costs."""
+    problem = load_problem("synth-pool")
+    config, runner = problem.config, problem.make_runner()
+    space = _optimizer("admire", config, runner).space
+    records = _drive(make_optimizer("admire", space, SMALL["admire"]), config, runner, n)
+    return config, runner, space, records, _costs(config, runner)
+
+
+def test_a_pick_run_at_the_target_gives_way_to_a_target_run_measured_better() -> None:
+    """`keep_best_run`, in a pool: with target runs measured, a pick that would be one of
+    them (the posterior unsure which is better holds it) gives way to the one measured
+    best; a pick not run at the target is left as the posterior chose it."""
+    config, runner, space, records, costs = _synth_pool_after(8)
+    fids = space.fidelities
+    rows = [p for p in space.pool if p.fidelity == fids.target]
+    metrics = config.objective.resolve(runner.metric_names())
+    for i, row in enumerate(rows[:4]):
+        spec = TrialSpec(
+            len(records), space.mixtures.as_dict(row.weights), fids.target, i, row.pool_id
+        )
+        value = config.objective.combine(runner.run(spec).metrics, metrics)
+        records.append(TrialRecord(f"t-{i}", spec, COMPLETED, "mf-kg", {"objective": value}))
+    runs = sorted(records[-4:], key=lambda r: r.objective)
+    measured = [space.weights(r.spec) for r in runs]
+    on = make_optimizer("admire", space, SMALL["admire"])
+    off = make_optimizer("admire", space, {**SMALL["admire"], "keep_best_run": False})
+    gave_way = 0
+    for worse in runs[1:]:
+        history = History(records, costs, pick=space.mixtures.as_dict(space.weights(worse.spec)))
+        got_on, got_off = (
+            np.array([opt.recommend(history).weights[d] for d in config.domain_names])  # type: ignore[union-attr]
+            for opt in (on, off)
+        )
+        if any(np.allclose(got_off, w) for w in measured):
+            assert np.allclose(got_on, measured[0])
+            gave_way += not np.allclose(got_off, measured[0])
+        else:
+            assert np.allclose(got_on, got_off)
+    assert gave_way > 0, "the posterior never held a worse target run"
+
+
 def test_a_pick_not_run_at_the_target_is_held_unless_a_fidelity_with_runs_says_otherwise() -> None:
     """`hold`: before anything of the target's size has run, a standing pick stays unless
     the challenger is 90 % sure to beat it at the target or at any fidelity that has runs
     (`evidence`, the default) or at the dearest fidelity the pick ran at (`ran`); under
     `measured` it follows the best posterior mean at the target."""
-    problem = load_problem("synth-pool")
-    config, runner = problem.config, problem.make_runner()
-    space = _optimizer("admire", config, runner).space
-    records = _drive(make_optimizer("admire", space, SMALL["admire"]), config, runner, 8)
-    costs = _costs(config, runner)
+    config, runner, space, records, costs = _synth_pool_after(8)
     fids = space.fidelities
     target = fids.coords()[fids.target_index]
     with_runs = [fids.coords()[i] for i in sorted({fids.index(r.spec.fidelity) for r in records})]

@@ -71,6 +71,7 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "admire-delta": ("admire", lambda p: {**_base(p), "discrepancy": True}),
     "admire-validated": ("admire", lambda p: {**_base(p), "validate_transfer": True}),
     "admire-mixlaw": ("admire", lambda p: {**_base(p), "mixing_law": True}),
+    "admire-holdpick": ("admire", lambda p: {**_base(p), "keep_best_run": False}),
     "admire-holdmeasured": ("admire", lambda p: {**_base(p), "hold": "measured"}),
     "admire-holdany": ("admire", lambda p: {**_base(p), "hold": "any"}),
     "admire-holdcheap": ("admire", lambda p: {**_base(p), "hold": "ran"}),
