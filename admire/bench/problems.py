@@ -290,13 +290,16 @@ def synthetic_pool_problem(
     noise: float = 0.005,
     sweep: Sweep = THREE_SIZES,
     cost_noise: float = 0.0,
+    drift: bool = True,
 ) -> Problem:
     """A pool problem shaped like a released sweep of sizes x training steps (`sweep`): the
     same mixtures trained at every size (more at some), each run with its checkpoints (a
     `run` column), every value measured with noise of sd `noise` and every cost with a
     relative sd `cost_noise`. Values come from `SyntheticRunner` (with `mislead`, the cheap
     fidelities' ranking is reversed around a basin the target lacks), so the optimum is known
-    only up to the pool: the best target row. The target is the largest size's full run."""
+    only up to the pool: the best target row. The target is the largest size's full run.
+    Without `drift` the cheaper sizes' optimum is the target's (their ranking is faithful up
+    to the ripple and the noise)."""
     rng = np.random.default_rng(seed)
     optimum = rng.dirichlet(np.full(k, 2.0))
     shift = rng.dirichlet(np.ones(k))
@@ -317,7 +320,7 @@ def synthetic_pool_problem(
         "optimizer": {"n_initial": 6},
     }
     config = parse_config(data, name)
-    truth_runner = SyntheticRunner(config, optimum, shift, mislead)
+    truth_runner = SyntheticRunner(config, optimum, shift if drift else optimum, mislead)
     shared = rng.dirichlet(np.ones(k), sweep.shared)
     extra = {s: rng.dirichlet(np.ones(k), n) for s, n in sweep.extra.items()}
     rows: list[tuple[str, str, str, float, np.ndarray]] = []

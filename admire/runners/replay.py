@@ -136,6 +136,36 @@ class RunTable:
             runs=[row.get("run") or None for row in rows] if "run" in header else None,
         )
 
+    def write_csv(self, path: Path) -> None:
+        """Write the table in the run-table schema (`read_csv` reads it back the same, up to
+        the 9 significant digits of each number)."""
+        runs = self.runs
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            out = csv.writer(fh)
+            out.writerow(
+                [
+                    "run_id",
+                    *(["run"] if runs is not None else []),
+                    "model_size",
+                    "tokens",
+                    "cost",
+                    *[WEIGHT_PREFIX + d for d in self.domains],
+                    *[METRIC_PREFIX + m for m in self.metrics],
+                ]
+            )
+            for i, run_id in enumerate(self.run_ids):
+                out.writerow(
+                    [
+                        run_id,
+                        *([runs[i] or ""] if runs is not None else []),
+                        self.model_size[i],
+                        f"{self.tokens[i]:.9g}",
+                        "" if math.isnan(self.cost[i]) else f"{self.cost[i]:.9g}",
+                        *[f"{w:.9g}" for w in self.weights[i]],
+                        *[f"{v:.9g}" for v in self.values[i]],
+                    ]
+                )
+
     def rows_at(self, fid: Fidelity) -> np.ndarray:
         """Indices of the rows trained at `fid`."""
         return np.array(
