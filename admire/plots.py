@@ -29,6 +29,19 @@ def _cost_grid(traces: list[Trace], budget: float) -> np.ndarray:
     return np.geomspace(lo, budget if np.isfinite(budget) else max(costs), 200)
 
 
+def _save_against_cost(fig, ax, path: Path, ylabel: str, title: str) -> None:  # type: ignore[no-untyped-def]
+    """Label a plot whose x axis is the cost spent (log), and write it to `path`."""
+    ax.set_xscale("log")
+    ax.set_xlabel("cost spent (target-run units)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    _pyplot().close(fig)
+
+
 def plot_best_so_far(
     traces: list[Trace], budget: float, uninformed: float, path: Path, title: str
 ) -> None:
@@ -45,15 +58,13 @@ def plot_best_so_far(
         q25, q50, q75 = np.percentile(curves, [25, 50, 75], axis=0)
         (line,) = ax.step(grid, q50, where="post", label=f"{method} (n={len(ts)})")
         ax.fill_between(grid, q25, q75, step="post", alpha=0.2, color=line.get_color())
-    ax.set_xscale("log")
-    ax.set_xlabel("cost spent (target-run units)")
-    ax.set_ylabel("simple regret of the recommendation (median, IQR band)")
-    ax.set_title(f"{title}: recommendation quality vs cost")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save_against_cost(
+        fig,
+        ax,
+        path,
+        "simple regret of the recommendation (median, IQR band)",
+        f"{title}: recommendation quality vs cost",
+    )
 
 
 def plot_coverage(traces: list[Trace], budget: float, path: Path, title: str) -> None:
@@ -71,16 +82,14 @@ def plot_coverage(traces: list[Trace], budget: float, path: Path, title: str) ->
         if np.isfinite(share).any():
             ax.step(grid, share, where="post", label=f"{method} (n={len(ts)})")
     ax.axhline(0.95, color="grey", linestyle="--", label="95 % (calibrated)")
-    ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("cost spent (target-run units)")
-    ax.set_ylabel("share of seeds: pick's true value within ±2 sd")
-    ax.set_title(f"{title}: calibration of the pick's predicted sd vs cost")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save_against_cost(
+        fig,
+        ax,
+        path,
+        "share of seeds: pick's true value within ±2 sd",
+        f"{title}: calibration of the pick's predicted sd vs cost",
+    )
 
 
 def plot_fidelity_usage(traces: list[Trace], problem: Problem, path: Path) -> None:
