@@ -317,8 +317,18 @@ def test_a_target_run_checks_the_standing_pick_first() -> None:
     # A pick the acquisition would never run for its own sake: the worst predicted mixture.
     worst = rows[int(np.argmin(mean.mean))]
     history = History(records, costs, trials_left=3, pick=opt.space.mixtures.as_dict(worst.weights))
-    first, second = opt.propose(history, remaining=19.0, n=2)
+    first, second, third = opt.propose(history, remaining=19.0, n=3)
     assert (first.pool_id, first.step, first.fidelity) == (worst.pool_id, "check-pick", target)
+    # Two trials left, and more rows than that may beat the worst: the reserve ends with the
+    # rivals the posterior ranks best, best first (believing a pending trial's own mean
+    # leaves the mean everywhere as it was).
+    top, runner_up = (rows[int(i)] for i in np.argsort(-mean.mean)[:2])
+    assert (second.pool_id, second.step, second.fidelity) == (top.pool_id, "challenge", target)
+    assert (third.pool_id, third.step, third.fidelity) == (runner_up.pool_id, "challenge", target)
+    plain_options = {**SMALL["admire"], "challenge": False}
+    unchallenged = make_optimizer("admire", opt.space, plain_options)
+    first, second = unchallenged.propose(history, remaining=19.0, n=2)
+    assert (first.pool_id, first.step) == (worst.pool_id, "check-pick")
     assert second.pool_id != worst.pool_id and second.step == "mf-kg"
     unchecked = make_optimizer("admire", opt.space, {**SMALL["admire"], "check_pick": False})
     (plain,) = unchecked.propose(history, remaining=19.0)

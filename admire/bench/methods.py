@@ -67,6 +67,7 @@ METHODS: dict[str, tuple[str, Callable[[Problem], dict]]] = {
     "admire-costonly": ("admire", lambda p: {**_base(p), "pricing": "cost"}),
     "admire-trialaware": ("admire", lambda p: {**_base(p), "pricing": "trials"}),
     "admire-nocheck": ("admire", lambda p: {**_base(p), "check_pick": False}),
+    "admire-nochallenge": ("admire", lambda p: {**_base(p), "challenge": False}),
     "admire-nocurves": ("admire", lambda p: {**_base(p), "use_curves": False}),
     "admire-delta": ("admire", lambda p: {**_base(p), "discrepancy": True}),
     "admire-validated": ("admire", lambda p: {**_base(p), "validate_transfer": True}),

@@ -32,7 +32,7 @@ from admire.optim.base import History, Optimizer, Options, Proposal, Recommendat
 from admire.optim.candidates import target_candidates
 from admire.optim.model import StudyGP
 from admire.optim.surrogate import FIT_MAXITER, encode
-from admire.trial import TrialSpec, trial_seed
+from admire.trial import PoolRow, TrialSpec, trial_seed
 
 HEDGE_AFTER = 3
 """Runs of the target's size before `hedge` places any: a GP of fewer has almost nothing to
@@ -129,6 +129,16 @@ class MFBOOptions(Options):
     continuous space the posterior still decides: there it may rightly prefer a mixture
     near the measured ones, and holding the best measured one against it cost final regret
     on `synth-mislead` (worse in 8 of 20 seeds, better in 2)."""
+    challenge: bool = True
+    """In a pool, end the reserve (`pricing`) with full target runs of the rows that could
+    still beat the pick: once its trials left are no more than those rows (a row with no
+    target run that the posterior gives at least 1 - `switch_confidence` of beating the
+    pick), each trial runs the pick at the target if it has no run there, else the best
+    such row. The reserve's earlier runs of the target's size are cheaper (stopped early)
+    and find the pick, but two rows whose early checkpoints the model cannot tell apart
+    keep the pick held (`switch_confidence`) on the one measured, or moving between them; a
+    full run of each measures which is better (`keep_best_run`), as a user would settle it,
+    with budget the early stops left unspent (off: the acquisition chooses every run)."""
     use_curves: bool = True
     """Use each trial's earlier evaluations (its curve) as observations at their tokens."""
     check_pick: bool = True
@@ -174,6 +184,13 @@ class MFBOOptions(Options):
                 "noise_floor adds to the fidelity-scaled noise: it needs fidelity_scaling: true"
             )
         return self
+
+
+def _one_row(
+    row: PoolRow, at: int, how: str
+) -> tuple[np.ndarray, np.ndarray, list[str | None], str]:
+    """A one-candidate set (weights, fidelity index, pool id) and the step that chose it."""
+    return row.weights[None, :], np.array([at]), [row.pool_id], how
 
 
 class AdmireOptimizer(Optimizer):
@@ -346,9 +363,9 @@ class AdmireOptimizer(Optimizer):
                 scorer, cand_w, cand_f, coords, costs, self.recommend_index(), target_w, seed
             )
         best = int(np.argmax(scores))
-        check = self._check_pick(history, pending, int(cand_f[best]), affordable)
+        check = self._check_pick(history, pending, int(cand_f[best]), affordable, model, remaining)
         if check is not None:
-            (cand_w, cand_f, ids), best, how = check, 0, "check-pick"
+            (cand_w, cand_f, ids, how), best = check, 0
         pred = predict(model, cand_w[best : best + 1], coords[int(cand_f[best])])
         predicted = (self.space.sign * float(pred.mean[0]), float(pred.sd[0]))
         fid = fids.fidelities[int(cand_f[best])]
@@ -380,31 +397,82 @@ class AdmireOptimizer(Optimizer):
         return max(values[-HEDGE_STALL:]) < max(values[:-HEDGE_STALL])
 
     def _check_pick(
-        self, history: History, pending: list[TrialSpec], chosen: int, affordable: list[int]
-    ) -> tuple[np.ndarray, np.ndarray, list[str | None]] | None:
-        """With `check_pick`, when the acquisition has chosen the first run that checks the
-        recommendation (`_checks`; none done or running): the standing pick at the
-        recommendation's fidelity instead, as a one-candidate set (weights, fidelity index,
-        pool id). The check is a full run even where the reserve may stop runs early: only a
-        pick measured there is always held (`_held_pick`)."""
+        self,
+        history: History,
+        pending: list[TrialSpec],
+        chosen: int,
+        affordable: list[int],
+        model,  # type: ignore[no-untyped-def]
+        remaining: float,
+    ) -> tuple[np.ndarray, np.ndarray, list[str | None], str] | None:
+        """With `check_pick`, when the acquisition has chosen a run that checks the
+        recommendation (`_checks`): for the study's first such run (none done or running),
+        the standing pick; after it, in a pool with `challenge`, the pick or a rival in the
+        reserve's last trials (`_challenger`). As a one-candidate set (weights, fidelity
+        index, pool id) and the step's name. A check is a full run even where the reserve
+        may stop runs early: only a pick measured there is always held (`_held_pick`)."""
         fid = self.space.fidelities.fidelities[chosen]
         if not self.options.check_pick or not self._checks(fid) or len(self.allowed()) < 2:
-            return None
-        specs = [r.spec for r in history.completed] + list(pending)
-        if any(self._checks(s.fidelity) for s in specs):  # only the first such run checks
-            return None
-        pick = self._standing(history)
-        if pick is None:
             return None
         at = self.recommend_index()
         if at not in affordable:
             return None
+        specs = [r.spec for r in history.completed] + list(pending)
+        if any(self._checks(s.fidelity) for s in specs):  # only the first such run checks
+            if self.space.pool is not None and self.options.challenge:
+                return self._challenger(history, pending, at, model, remaining)
+            return None
+        pick = self._standing(history)
+        if pick is None:
+            return None
         if self.space.pool is None:
-            return pick[None, :], np.array([at]), [None]
+            return pick[None, :], np.array([at]), [None], "check-pick"
         for row in self.free_rows(history, [at], pending):
             if np.abs(row.weights - pick).max() < 1e-9:
-                return row.weights[None, :], np.array([at]), [row.pool_id]
+                return _one_row(row, at, "check-pick")
         return None
+
+    def _challenger(
+        self,
+        history: History,
+        pending: list[TrialSpec],
+        at: int,
+        model,  # type: ignore[no-untyped-def]
+        remaining: float,
+    ) -> tuple[np.ndarray, np.ndarray, list[str | None], str] | None:
+        """In a pool (`challenge`), once the reserve's trials left are no more than the rows
+        the hold cannot rule out: the pick's row at fidelity `at` if it has no run there,
+        else the rival the posterior ranks best, as in `_check_pick`; else None. A rival is
+        a row with no run at `at` that the posterior (believing the pending trials) gives at
+        least 1 - `switch_confidence` of beating the pick there."""
+        if not self._in_reserve(history, remaining, len(pending)):
+            return None
+        free = {p.pool_id for p in self.free_rows(history, [at], pending)}
+        pick = self._standing(history)
+        if not free or pick is None:
+            return None
+        rows = self.target_rows()
+        weights = np.array([r.weights for r in rows])
+        same = np.flatnonzero(np.abs(weights - pick).max(axis=1) < 1e-9)
+        mine = rows[int(same[0])] if len(same) else None
+        open_rows = [i for i, r in enumerate(rows) if r.pool_id in free and r is not mine]
+        if not open_rows:
+            return None
+        coords = self.space.fidelities.coords()[at]
+        beats = np.array(p_better(model, pick, [weights[i] for i in open_rows], coords))
+        rivals = [
+            i for i, b in zip(open_rows, beats, strict=True) if b <= self.options.switch_confidence
+        ]
+        unmeasured = mine is not None and mine.pool_id in free
+        left = self._trials_left(history, len(pending)) or 0
+        if left > len(rivals) + unmeasured:
+            return None
+        if mine is not None and unmeasured:
+            return _one_row(mine, at, "challenge")
+        if not rivals:
+            return None
+        mean = predict(model, weights[rivals], coords).mean
+        return _one_row(rows[rivals[int(np.argmax(mean))]], at, "challenge")
 
     def _checks(self, fid: Fidelity) -> bool:
         """Whether a run at `fid` checks a pick at the recommendation's fidelity, and so may
