@@ -68,7 +68,7 @@ def test_attached_runs_are_completed_trials_outside_the_budget(tracking_uri: str
     own = [r for r in records if not r.attached]
     assert len(own) == 4  # budget.max_trials counts the study's own trials only
     # Three attached runs at the cheapest fidelity fill the 3-point initial design.
-    assert {r.step for r in own} <= {"mf-kg", "check-pick", "hedge"}  # no "sobol"
+    assert {r.step for r in own} <= {"mf-kg", "check-pick", "challenge", "hedge"}  # no "sobol"
     pool_ids = [r.spec.pool_id for r in records]
     assert len(set(pool_ids)) == len(pool_ids)
 

@@ -43,14 +43,15 @@ def test_pool_study_end_to_end_in_mlflow(tracking_uri: str) -> None:
             float(v) for k, v in run.data.params.items() if k.startswith("weight.")
         ) == pytest.approx(1, abs=1e-3)  # rounded for reading
         assert {"objective", "cost", "loss.pile_cc", "loss.github"} <= set(run.data.metrics)
-        assert run.data.tags["generation_step"] in {"sobol", "mf-kg", "check-pick"}
+        assert run.data.tags["generation_step"] in {"sobol", "mf-kg", "check-pick", "challenge"}
         if run.data.tags["generation_step"] != "sobol":
             assert float(run.data.tags["predicted_sd"]) >= 0
     # initial design at the cheapest fidelity, then the acquisition
     by_index = sorted(children, key=lambda r: int(r.data.tags["trial"]))
     assert [r.data.params["model_size"] for r in by_index[:4]] == ["1M"] * 4
     # (a target run goes to the standing pick first if it has not been run there)
-    assert {r.data.tags["generation_step"] for r in by_index[4:]} <= {"mf-kg", "check-pick"}
+    steps = {r.data.tags["generation_step"] for r in by_index[4:]}
+    assert steps <= {"mf-kg", "check-pick", "challenge"}
     # pool rows are never reused
     assert len({r.data.params["pool_id"] for r in children}) == 7
     history = client.get_metric_history(study.parent_id, "cumulative_cost")
