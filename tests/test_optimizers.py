@@ -205,7 +205,9 @@ def test_the_reserve_runs_the_target_size_at_any_of_its_token_budgets(reserve_at
     config, runner = problem.config, problem.make_runner()
     opt = _optimizer("admire", config, runner)
     records = _drive(opt, config, runner, 5)
-    opt = make_optimizer("admire", opt.space, {**SMALL["admire"], "reserve_at": reserve_at})
+    # The acquisition's own choices in the reserve: no challenger takes its last trials.
+    options = {**SMALL["admire"], "reserve_at": reserve_at, "challenge": False}
+    opt = make_optimizer("admire", opt.space, options)
     target = config.fidelities.target
     pick = next(p for p in opt.space.pool if p.fidelity == target)
     history = History(
@@ -242,7 +244,9 @@ def test_the_reserve_hedges_every_other_target_run_with_a_gp_of_the_target_size_
     config, runner = _pile()
     plain = _optimizer("admire", config, runner)
     records = _drive(plain, config, runner, 5)
-    opt = make_optimizer("admire", plain.space, {**SMALL["admire"], "hedge": "alternate"})
+    # The hedge's own turns: no challenger takes the reserve's last trials.
+    options = {**SMALL["admire"], "hedge": "alternate", "challenge": False}
+    opt = make_optimizer("admire", plain.space, options)
     costs = _costs(config, runner)
     target = config.fidelities.target
     rows = [p for p in opt.space.pool if p.fidelity == target]
@@ -275,7 +279,7 @@ def test_the_reserve_hedges_every_other_target_run_with_a_gp_of_the_target_size_
     # Turns alternate: with the hedged run pending, the next is the study GP's again.
     first, second = opt.propose(history, remaining=10.0, n=2)
     assert (first.pool_id, first.step, second.step) == (hedged.pool_id, "hedge", "mf-kg")
-    off = make_optimizer("admire", plain.space, {**SMALL["admire"], "hedge": "off"})
+    off = make_optimizer("admire", plain.space, {**options, "hedge": "off"})
     assert off.propose(history, remaining=10.0)[0].step == "mf-kg"
     # Outside the reserve, or where the target size is all the study runs, no hedge.
     assert opt.propose(History(records, costs, trials_left=30), remaining=10.0)[0].step != "hedge"
@@ -291,6 +295,8 @@ def test_the_reserve_hedges_while_the_target_runs_stall(best_first: bool) -> Non
     config, runner = _pile()
     opt = _optimizer("admire", config, runner)
     records = _drive(opt, config, runner, 5)
+    # The hedge's own turns: no challenger takes the reserve's last trials.
+    opt = make_optimizer("admire", opt.space, {**SMALL["admire"], "challenge": False})
     rows = [p for p in opt.space.pool if p.fidelity == config.fidelities.target]
     # Three target rows, the best (lowest loss) run first or last.
     scratch: list[TrialRecord] = []
