@@ -456,10 +456,8 @@ class AdmireOptimizer(Optimizer):
         same = np.flatnonzero(np.abs(weights - pick).max(axis=1) < 1e-9)
         mine = rows[int(same[0])] if len(same) else None
         open_rows = [i for i, r in enumerate(rows) if r.pool_id in free and r is not mine]
-        if not open_rows:
-            return None
         coords = self.space.fidelities.coords()[at]
-        beats = np.array(p_better(model, pick, [weights[i] for i in open_rows], coords))
+        beats = p_better(model, pick, [weights[i] for i in open_rows], coords) if open_rows else []
         rivals = [
             i for i, b in zip(open_rows, beats, strict=True) if b <= self.options.switch_confidence
         ]
