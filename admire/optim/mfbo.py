@@ -32,7 +32,7 @@ from admire.optim.base import History, Optimizer, Options, Proposal, Recommendat
 from admire.optim.candidates import target_candidates
 from admire.optim.model import StudyGP
 from admire.optim.surrogate import FIT_MAXITER, encode
-from admire.trial import PoolRow, TrialSpec, trial_seed
+from admire.trial import TrialSpec, trial_seed
 
 HEDGE_AFTER = 3
 """Runs of the target's size before `hedge` places any: a GP of fewer has almost nothing to
@@ -186,11 +186,9 @@ class MFBOOptions(Options):
         return self
 
 
-def _one_row(
-    row: PoolRow, at: int, how: str
-) -> tuple[np.ndarray, np.ndarray, list[str | None], str]:
-    """A one-candidate set (weights, fidelity index, pool id) and the step that chose it."""
-    return row.weights[None, :], np.array([at]), [row.pool_id], how
+def _same(weights: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Indices of the rows of `weights` that are the mixture `w`."""
+    return np.flatnonzero(np.abs(weights - w).max(axis=1) < 1e-9)
 
 
 class AdmireOptimizer(Optimizer):
@@ -318,6 +316,9 @@ class AdmireOptimizer(Optimizer):
             if not affordable:
                 return None
         model = self._believe(self.model(history), pending)
+        tail = self._challenger(history, pending, affordable, model, remaining)
+        if tail is not None:
+            return self._proposal(model, *tail, "challenge")
         coords = fids.coords()
         target_w, _ = self._candidates(history, seed)
         ids: list[str | None]
@@ -363,13 +364,18 @@ class AdmireOptimizer(Optimizer):
                 scorer, cand_w, cand_f, coords, costs, self.recommend_index(), target_w, seed
             )
         best = int(np.argmax(scores))
-        check = self._check_pick(history, pending, int(cand_f[best]), affordable, model, remaining)
+        check = self._check_pick(history, pending, int(cand_f[best]), affordable)
         if check is not None:
-            (cand_w, cand_f, ids, how), best = check, 0
-        pred = predict(model, cand_w[best : best + 1], coords[int(cand_f[best])])
+            return self._proposal(model, *check, "check-pick")
+        return self._proposal(model, cand_w[best], int(cand_f[best]), ids[best], how)
+
+    def _proposal(  # type: ignore[no-untyped-def]
+        self, model, weights: np.ndarray, fid: int, pool_id: str | None, how: str
+    ) -> Proposal:
+        """The proposal to run `weights` at fidelity index `fid`, with the model's prediction."""
+        pred = predict(model, weights[None, :], self.space.fidelities.coords()[fid])
         predicted = (self.space.sign * float(pred.mean[0]), float(pred.sd[0]))
-        fid = fids.fidelities[int(cand_f[best])]
-        return Proposal(cand_w[best], fid, ids[best], how, predicted)
+        return Proposal(weights, self.space.fidelities.fidelities[fid], pool_id, how, predicted)
 
     def _hedge(self, history: History, pending: list[TrialSpec]):  # type: ignore[no-untyped-def]
         """On the reserve's hedging turns (`hedge`; from the fourth run of the target's size:
@@ -397,55 +403,58 @@ class AdmireOptimizer(Optimizer):
         return max(values[-HEDGE_STALL:]) < max(values[:-HEDGE_STALL])
 
     def _check_pick(
-        self,
-        history: History,
-        pending: list[TrialSpec],
-        chosen: int,
-        affordable: list[int],
-        model,  # type: ignore[no-untyped-def]
-        remaining: float,
-    ) -> tuple[np.ndarray, np.ndarray, list[str | None], str] | None:
-        """With `check_pick`, when the acquisition has chosen a run that checks the
-        recommendation (`_checks`): for the study's first such run (none done or running),
-        the standing pick; after it, in a pool with `challenge`, the pick or a rival in the
-        reserve's last trials (`_challenger`). As a one-candidate set (weights, fidelity
-        index, pool id) and the step's name. A check is a full run even where the reserve
-        may stop runs early: only a pick measured there is always held (`_held_pick`)."""
+        self, history: History, pending: list[TrialSpec], chosen: int, affordable: list[int]
+    ) -> tuple[np.ndarray, int, str | None] | None:
+        """With `check_pick`, when the acquisition has chosen the first run that checks the
+        recommendation (`_checks`; none done or running): the standing pick at the
+        recommendation's fidelity instead (weights, fidelity index, pool id). The check is a
+        full run even where the reserve may stop runs early: only a pick measured there is
+        always held (`_held_pick`)."""
         fid = self.space.fidelities.fidelities[chosen]
         if not self.options.check_pick or not self._checks(fid) or len(self.allowed()) < 2:
             return None
-        at = self.recommend_index()
-        if at not in affordable:
-            return None
         specs = [r.spec for r in history.completed] + list(pending)
         if any(self._checks(s.fidelity) for s in specs):  # only the first such run checks
-            if self.space.pool is not None and self.options.challenge:
-                return self._challenger(history, pending, at, model, remaining)
             return None
         pick = self._standing(history)
         if pick is None:
             return None
+        at = self.recommend_index()
+        if at not in affordable:
+            return None
         if self.space.pool is None:
-            return pick[None, :], np.array([at]), [None], "check-pick"
+            return pick, at, None
         for row in self.free_rows(history, [at], pending):
             if np.abs(row.weights - pick).max() < 1e-9:
-                return _one_row(row, at, "check-pick")
+                return row.weights, at, row.pool_id
         return None
 
     def _challenger(
         self,
         history: History,
         pending: list[TrialSpec],
-        at: int,
+        affordable: list[int],
         model,  # type: ignore[no-untyped-def]
         remaining: float,
-    ) -> tuple[np.ndarray, np.ndarray, list[str | None], str] | None:
-        """In a pool (`challenge`), once the reserve's trials left are no more than the rows
-        the hold cannot rule out: the pick's row at fidelity `at` if it has no run there,
-        else the rival the posterior ranks best, as in `_check_pick`; else None. A rival is
-        a row with no run at `at` that the posterior (believing the pending trials) gives at
-        least 1 - `switch_confidence` of beating the pick there."""
-        if not self._in_reserve(history, remaining, len(pending)):
+    ) -> tuple[np.ndarray, int, str | None] | None:
+        """With `challenge` (and `check_pick`, whose check comes first), in a pool, once the
+        reserve's trials left are no more than the rows the hold cannot rule out: the pick's
+        row at the recommendation's fidelity if it has no run there, else the rival the
+        posterior ranks best (weights, fidelity index, pool id); else None. A rival is a row
+        with no run there that the posterior (believing the pending trials) gives at least
+        1 - `switch_confidence` of beating the pick. Asked before the acquisition, which
+        would only be overruled (in the reserve every candidate checks the pick)."""
+        at = self.recommend_index()
+        if (
+            self.space.pool is None
+            or not (self.options.challenge and self.options.check_pick)
+            or len(self.allowed()) < 2
+            or at not in affordable
+            or not self._in_reserve(history, remaining, len(pending))
+        ):
+            return None
+        specs = [r.spec for r in history.completed] + list(pending)
+        if not any(self._checks(s.fidelity) for s in specs):  # the first is `_check_pick`'s
             return None
         free = {p.pool_id for p in self.free_rows(history, [at], pending)}
         pick = self._standing(history)
@@ -453,7 +462,7 @@ class AdmireOptimizer(Optimizer):
             return None
         rows = self.target_rows()
         weights = np.array([r.weights for r in rows])
-        same = np.flatnonzero(np.abs(weights - pick).max(axis=1) < 1e-9)
+        same = _same(weights, pick)
         mine = rows[int(same[0])] if len(same) else None
         open_rows = [i for i, r in enumerate(rows) if r.pool_id in free and r is not mine]
         coords = self.space.fidelities.coords()[at]
@@ -466,11 +475,11 @@ class AdmireOptimizer(Optimizer):
         if left > len(rivals) + unmeasured:
             return None
         if mine is not None and unmeasured:
-            return _one_row(mine, at, "challenge")
+            return mine.weights, at, mine.pool_id
         if not rivals:
             return None
-        mean = predict(model, weights[rivals], coords).mean
-        return _one_row(rows[rivals[int(np.argmax(mean))]], at, "challenge")
+        top = rows[rivals[int(np.argmax(predict(model, weights[rivals], coords).mean))]]
+        return top.weights, at, top.pool_id
 
     def _checks(self, fid: Fidelity) -> bool:
         """Whether a run at `fid` checks a pick at the recommendation's fidelity, and so may
@@ -520,7 +529,7 @@ class AdmireOptimizer(Optimizer):
         standing = None
         pick, evidence = self._held_pick(history)
         if pick is not None:
-            same = np.flatnonzero(np.abs(target_w - pick).max(axis=1) < 1e-9)
+            same = _same(target_w, pick)
             if len(same) == 0 and rows is None:  # a continuous study's fresh candidate cloud
                 target_w = np.vstack([target_w, pick])
                 same = np.array([len(target_w) - 1])
@@ -602,7 +611,7 @@ class AdmireOptimizer(Optimizer):
         top = max(runs, key=self.value)
         if self.value(top) <= max(mine):
             return best
-        same = np.flatnonzero(np.abs(target_w - self.space.weights(top.spec)).max(axis=1) < 1e-9)
+        same = _same(target_w, self.space.weights(top.spec))
         return int(same[0]) if len(same) else best
 
     def predict(
