@@ -17,7 +17,7 @@ from admire.optim.surrogate import encode, fit_surrogate, hyperparameters, loo_l
 from admire.trial import TrialRecord
 
 if TYPE_CHECKING:
-    from admire.optim.mfbo import MFBOOptions
+    from admire.optim.mfbo_options import MFBOOptions
 
 TRANSFER_MIN_RUNS = 4
 """Target observations before `validate_transfer` compares models: with fewer, a GP of the
