@@ -311,24 +311,32 @@ def test_the_reserve_hedges_while_the_target_runs_stall(best_first: bool) -> Non
     assert proposal.step == ("hedge" if best_first else "mf-kg")
 
 
-def test_a_target_run_checks_the_standing_pick_first() -> None:
-    config, runner = _pile()
+def _five_trials_in(config: StudyConfig, runner):  # type: ignore[no-untyped-def]
+    """An admire optimiser after five trials of a pool study: (optimiser, records, costs, the
+    target rows, the target's coordinates, the model, its mean at each target row)."""
     opt = _optimizer("admire", config, runner)
     records = _drive(opt, config, runner, 5)
     costs = _costs(config, runner)
-    target = config.fidelities.target
-    rows = [p for p in opt.space.pool if p.fidelity == target]
+    rows = [p for p in opt.space.pool if p.fidelity == config.fidelities.target]
     coords = opt.space.fidelities.coords()[opt.space.fidelities.target_index]
-    mean = predict(opt.model(History(records, costs)), np.array([r.weights for r in rows]), coords)
+    model = opt.model(History(records, costs))
+    mean = predict(model, np.array([r.weights for r in rows]), coords).mean
+    return opt, records, costs, rows, coords, model, mean
+
+
+def test_a_target_run_checks_the_standing_pick_first() -> None:
+    config, runner = _pile()
+    opt, records, costs, rows, _, _, mean = _five_trials_in(config, runner)
+    target = config.fidelities.target
     # A pick the acquisition would never run for its own sake: the worst predicted mixture.
-    worst = rows[int(np.argmin(mean.mean))]
+    worst = rows[int(np.argmin(mean))]
     history = History(records, costs, trials_left=3, pick=opt.space.mixtures.as_dict(worst.weights))
     first, second, third = opt.propose(history, remaining=19.0, n=3)
     assert (first.pool_id, first.step, first.fidelity) == (worst.pool_id, "check-pick", target)
     # Two trials left, and more rows than that may beat the worst: the reserve ends with the
     # rivals the posterior ranks best, best first (believing a pending trial's own mean
     # leaves the mean everywhere as it was).
-    top, runner_up = (rows[int(i)] for i in np.argsort(-mean.mean)[:2])
+    top, runner_up = (rows[int(i)] for i in np.argsort(-mean)[:2])
     assert (second.pool_id, second.step, second.fidelity) == (top.pool_id, "challenge", target)
     assert (third.pool_id, third.step, third.fidelity) == (runner_up.pool_id, "challenge", target)
     plain_options = {**SMALL["admire"], "challenge": False}
@@ -339,6 +347,33 @@ def test_a_target_run_checks_the_standing_pick_first() -> None:
     unchecked = make_optimizer("admire", opt.space, {**SMALL["admire"], "check_pick": False})
     (plain,) = unchecked.propose(history, remaining=19.0)
     assert plain.step == "mf-kg" and plain.pool_id != worst.pool_id
+
+
+def test_with_one_model_size_the_reserve_runs_the_pick_and_its_rivals_at_the_target() -> None:
+    problem = load_problem("synth-steps")  # one 1B size, ten token budgets
+    config, runner = problem.config, problem.make_runner()
+    opt, records, costs, rows, coords, model, mean = _five_trials_in(config, runner)
+    target = config.fidelities.target
+    # A pick that few rows could still beat, so that more trials are left than rivals.
+    pick = rows[int(np.argmax(mean))]
+    odds = p_better(model, pick.weights, [r.weights for r in rows if r is not pick], coords)
+    rivals = sum(o <= opt.options.switch_confidence for o in odds)
+    left = rivals + 4
+    history = History(
+        records, costs, trials_left=left, pick=opt.space.mixtures.as_dict(pick.weights)
+    )
+    # In the reserve: no more trials left than the target runs the cost left pays for.
+    remaining = float(left + 1)
+    first, second = opt.propose(history, remaining=remaining, n=2)
+    # Early checkpoints are all this study has run: the reserve measures the pick first.
+    assert (first.pool_id, first.step, first.fidelity) == (pick.pool_id, "challenge", target)
+    if rivals:
+        assert (second.step, second.fidelity) == ("challenge", target)
+    else:
+        assert second.step != "challenge"
+    unchallenged = make_optimizer("admire", opt.space, {**SMALL["admire"], "challenge": False})
+    (plain,) = unchallenged.propose(history, remaining=remaining)
+    assert plain.step == "mf-kg"
 
 
 def test_the_pick_moves_only_when_the_posterior_is_sure_the_new_one_is_better() -> None:

@@ -107,7 +107,10 @@ class MFBOOptions(Options):
     and find the pick, but two rows whose early checkpoints the model cannot tell apart
     keep the pick held (`switch_confidence`) on the one measured, or moving between them; a
     full run of each measures which is better (`keep_best_run`), as a user would settle it,
-    with budget the early stops left unspent (off: the acquisition chooses every run)."""
+    with budget the early stops left unspent. In a study of one model size the tail is the
+    whole reserve: every run was of the target's size from the first, so the reserve's
+    early-stopped runs would be more of the checkpoints that left the rivals open (off: the
+    acquisition chooses every run)."""
     use_curves: bool = True
     """Use each trial's earlier evaluations (its curve) as observations at their tokens."""
     check_pick: bool = True

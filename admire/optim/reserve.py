@@ -112,10 +112,11 @@ class ReserveRules(PickRules):
         remaining: float,
     ) -> tuple[np.ndarray, int, str | None] | None:
         """With `challenge` (and `check_pick`, whose check comes first), in a pool, once the
-        reserve's trials left are no more than the rows the hold cannot rule out: the pick's
-        row at the recommendation's fidelity if it has no run there, else the rival the
-        posterior ranks best (weights, fidelity index, pool id); else None. A rival is a row
-        with no run there that the posterior (believing the pending trials) gives at least
+        reserve's trials left are no more than the rows the hold cannot rule out (in a study
+        of one model size, from the reserve's first trial): the pick's row at the
+        recommendation's fidelity if it has no run there, else the rival the posterior ranks
+        best (weights, fidelity index, pool id); else None. A rival is a row with no run
+        there that the posterior (believing the pending trials) gives at least
         1 - `switch_confidence` of beating the pick. Asked before the acquisition, which
         would only be overruled (in the reserve every candidate checks the pick)."""
         at = self.recommend_index()
@@ -146,7 +147,10 @@ class ReserveRules(PickRules):
         ]
         unmeasured = mine is not None and mine.pool_id in free
         left = self._trials_left(history, len(pending)) or 0
-        if left > len(rivals) + unmeasured:
+        # With one model size every run since the first was a run of the target's size, so
+        # the reserve's cheap runs are the same early checkpoints that left the rivals open.
+        one_size = len({f.model_size for f in self.space.fidelities.fidelities}) == 1
+        if left > len(rivals) + unmeasured and not one_size:
             return None
         if mine is not None and unmeasured:
             return mine.weights, at, mine.pool_id
