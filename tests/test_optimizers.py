@@ -452,7 +452,8 @@ def _synth_pool_after(n: int):  # type: ignore[no-untyped-def]
 def test_a_pick_run_at_the_target_gives_way_to_a_target_run_measured_better() -> None:
     """`keep_best_run`, in a pool: with target runs measured, a pick that would be one of
     them (the posterior unsure which is better holds it) gives way to the one measured
-    best; a pick not run at the target is left as the posterior chose it."""
+    best, and so does one the posterior reads for a row with no run of the target's size
+    (a prediction); a pick with a run of that size is left as the posterior chose it."""
     config, runner, space, records, costs = _synth_pool_after(8)
     fids = space.fidelities
     rows = [p for p in space.pool if p.fidelity == fids.target]
@@ -474,7 +475,12 @@ def test_a_pick_run_at_the_target_gives_way_to_a_target_run_measured_better() ->
             np.array([opt.recommend(history).weights[d] for d in config.domain_names])  # type: ignore[union-attr]
             for opt in (on, off)
         )
-        if any(np.allclose(got_off, w) for w in measured):
+        sized = any(
+            r.spec.fidelity.model_size == fids.target.model_size
+            and np.allclose(space.weights(r.spec), got_off)
+            for r in records
+        )
+        if not sized or any(np.allclose(got_off, w) for w in measured):
             assert np.allclose(got_on, measured[0])
             gave_way += not np.allclose(got_off, measured[0])
         else:

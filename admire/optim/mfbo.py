@@ -241,7 +241,7 @@ class AdmireOptimizer(ReserveRules):
             sure = max(p_better(model, target_w[best], [target_w[standing]], c)[0] for c in at)
             if sure < self.options.switch_confidence:
                 best = standing
-        best = self._best_run(history, target_w, best)
+        best = self._best_run(history, target_w, best, standing)
         # A pick made at a cheaper fidelity (sf-cheap) predicts nothing about the target's loss.
         at_target = self.recommend_index() == self.space.fidelities.target_index
         mean, sd = (float(pred.mean[best]), float(pred.sd[best])) if at_target else (math.nan,) * 2

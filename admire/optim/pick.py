@@ -67,11 +67,16 @@ class PickRules(Optimizer):
             return None, []
         return pick, [coords[max(ran_at, key=lambda i: history.costs[i])]]
 
-    def _best_run(self, history: History, target_w: np.ndarray, best: int) -> int:
-        """With `keep_best_run` in a pool, where the pick `target_w[best]` has been run at
-        the target and another target row is measured better, that row's index in
-        `target_w`; else `best`. A pick read at a cheaper fidelity (`sf-cheap`) is kept:
-        runs there do not measure the target."""
+    def _best_run(
+        self, history: History, target_w: np.ndarray, best: int, standing: int | None
+    ) -> int:
+        """With `keep_best_run` in a pool, the target's runs decide between the rows they
+        measured: where the pick `target_w[best]` has no run of the target's model size at
+        all and the standing pick `target_w[standing]` has a run at the target, the standing
+        pick (a win read from cheaper runs and the mixture kernel alone is a prediction, and
+        one unlucky refit makes it a wild one); then, where another target row is measured
+        better than the pick, that row's index in `target_w`; else `best`. A pick read at
+        a cheaper fidelity (`sf-cheap`) is kept: runs there do not measure the target."""
         target = self.space.fidelities.target_index
         if (
             not self.options.keep_best_run
@@ -80,15 +85,25 @@ class PickRules(Optimizer):
         ):
             return best
         at = self.space.fidelities.fidelities[target]
-        runs = [r for r in history.completed if r.spec.fidelity == at]
-        mine = [
-            self.value(r)
-            for r in runs
-            if np.abs(self.space.weights(r.spec) - target_w[best]).max() < 1e-9
-        ]
+
+        def runs_of(i: int, size_only: bool = False) -> list[float]:
+            return [
+                self.value(r)
+                for r in history.completed
+                if (
+                    r.spec.fidelity.model_size == at.model_size
+                    if size_only
+                    else r.spec.fidelity == at
+                )
+                and np.abs(self.space.weights(r.spec) - target_w[i]).max() < 1e-9
+            ]
+
+        mine = runs_of(best)
+        if not runs_of(best, size_only=True) and standing is not None and runs_of(standing):
+            best, mine = standing, runs_of(standing)
         if not mine:
             return best
-        top = max(runs, key=self.value)
+        top = max((r for r in history.completed if r.spec.fidelity == at), key=self.value)
         if self.value(top) <= max(mine):
             return best
         same = same_mixture(target_w, self.space.weights(top.spec))
