@@ -165,6 +165,11 @@ class FidelitySpace:
     def target_index(self) -> int:
         return self.fidelities.index(self.target)
 
+    @property
+    def one_model_size(self) -> bool:
+        """Whether every fidelity trains the same model (a sweep of training tokens only)."""
+        return len({f.model_size for f in self.fidelities}) == 1
+
     def index(self, fid: Fidelity) -> int:
         try:
             return self.fidelities.index(fid)

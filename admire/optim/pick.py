@@ -21,6 +21,11 @@ def same_mixture(weights: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.abs(weights - w).max(axis=1) < 1e-9)
 
 
+def is_mixture(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two weight vectors are the same mixture (a pool row and a run of it)."""
+    return bool(np.abs(a - b).max() < 1e-9)
+
+
 class PickRules(Optimizer):
     """The pick's rules over the study's history, for a GP optimiser with `MFBOOptions`."""
 
@@ -51,7 +56,7 @@ class PickRules(Optimizer):
         ran_at = [
             fids.index(r.spec.fidelity)
             for r in history.completed
-            if np.abs(self.space.weights(r.spec) - pick).max() < 1e-9
+            if is_mixture(self.space.weights(r.spec), pick)
         ]
         if self.recommend_index() in ran_at or hold == "any":
             return pick, []
@@ -95,12 +100,13 @@ class PickRules(Optimizer):
                     if size_only
                     else r.spec.fidelity == at
                 )
-                and np.abs(self.space.weights(r.spec) - target_w[i]).max() < 1e-9
+                and is_mixture(self.space.weights(r.spec), target_w[i])
             ]
 
         mine = runs_of(best)
-        if not runs_of(best, size_only=True) and standing is not None and runs_of(standing):
-            best, mine = standing, runs_of(standing)
+        held = runs_of(standing) if standing is not None else []
+        if held and not runs_of(best, size_only=True):
+            best, mine = standing, held
         if not mine:
             return best
         top = max((r for r in history.completed if r.spec.fidelity == at), key=self.value)

@@ -18,7 +18,7 @@ from admire.config import Fidelity
 from admire.optim.acquisition import p_better, predict
 from admire.optim.base import History
 from admire.optim.model import StudyGP
-from admire.optim.pick import PickRules, same_mixture
+from admire.optim.pick import PickRules, is_mixture, same_mixture
 from admire.trial import TrialSpec
 
 HEDGE_AFTER = 3
@@ -99,7 +99,7 @@ class ReserveRules(PickRules):
         if self.space.pool is None:
             return pick, at, None
         for row in self.free_rows(history, [at], pending):
-            if np.abs(row.weights - pick).max() < 1e-9:
+            if is_mixture(row.weights, pick):
                 return row.weights, at, row.pool_id
         return None
 
@@ -149,8 +149,7 @@ class ReserveRules(PickRules):
         left = self._trials_left(history, len(pending)) or 0
         # With one model size every run since the first was a run of the target's size, so
         # the reserve's cheap runs are the same early checkpoints that left the rivals open.
-        one_size = len({f.model_size for f in self.space.fidelities.fidelities}) == 1
-        if left > len(rivals) + unmeasured and not one_size:
+        if left > len(rivals) + unmeasured and not self.space.fidelities.one_model_size:
             return None
         if mine is not None and unmeasured:
             return mine.weights, at, mine.pool_id
