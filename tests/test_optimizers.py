@@ -17,7 +17,8 @@ from admire.bench.problems import load_problem
 from admire.config import Domain, OptimizerConfig, StudyConfig
 from admire.optim import OPTIMIZERS, History, Optimizer, SearchSpace, make_optimizer
 from admire.optim.acquisition import mf_kg_scores, p_better, predict
-from admire.optim.surrogate import encode, fit_surrogate, hyperparameters
+from admire.optim.model import FAILED_FIT_MARGIN
+from admire.optim.surrogate import encode, fit_loss, fit_surrogate, hyperparameters
 from admire.space import FidelitySpace, MixtureSpace
 from admire.trial import COMPLETED, TrialRecord, TrialSpec, trial_seed
 
@@ -583,24 +584,60 @@ def test_hyperparameters_are_refitted_on_a_schedule_that_a_resumed_study_repeats
     )
 
 
-def test_warm_started_fits_form_a_chain_that_a_resumed_study_refits() -> None:
-    """With `warm_start` each fit starts from the schedule's previous one, so the
-    hyperparameters depend on the fits before; a fresh optimiser (a resumed study) refits
-    that chain and ends where the one that ran through did."""
+@pytest.mark.parametrize("fit_from", ["better", "previous"])
+def test_chained_fits_are_refitted_by_a_resumed_study(fit_from: str) -> None:
+    """With `fit_from: previous` or `better` a fit starts from the schedule's previous one, so
+    the hyperparameters depend on the fits before; a fresh optimiser (a resumed study) refits
+    that chain and ends where the one that ran through did. `better` keeps the better of its
+    two starts, so it never fits the data worse than a start from the priors alone."""
     config, runner = _pile()
-    opt = _optimizer("admire", config, runner)
-    warm = make_optimizer("admire", opt.space, {**SMALL["admire"], "warm_start": True})
-    records = _drive(warm, config, runner, 14)
-    points = warm.gp.refit_points(records)
+    cold = make_optimizer(
+        "admire",
+        _optimizer("admire", config, runner).space,
+        {**SMALL["admire"], "fit_from": "priors"},
+    )
+    chained = make_optimizer("admire", cold.space, {**SMALL["admire"], "fit_from": fit_from})
+    records = _drive(chained, config, runner, 14)
+    points = chained.gp.refit_points(records)
     assert len(points) >= 3
     history = History(records[: points[-1]], _costs(config, runner))
-    ran_through = hyperparameters(warm.model(history))
-    fresh = make_optimizer("admire", opt.space, {**SMALL["admire"], "warm_start": True})
+    ran_through = chained.model(history)
+    fresh = make_optimizer("admire", cold.space, {**SMALL["admire"], "fit_from": fit_from})
     resumed = hyperparameters(fresh.model(history))
-    cold = hyperparameters(opt.model(history))
-    for name, value in ran_through.items():
+    for name, value in hyperparameters(ran_through).items():
         assert torch.equal(value, resumed[name]), name
-    assert any(not torch.equal(v, cold[n]) for n, v in ran_through.items())
+    if fit_from == "better":
+        losses = [fit_loss(chained.model(History(records[:p], history.costs))) for p in points]
+        priors = [fit_loss(cold.model(History(records[:p], history.costs))) for p in points]
+        assert all(c <= p for c, p in zip(losses, priors, strict=True))
+        assert any(c < p for c, p in zip(losses, priors, strict=True))
+    else:
+        cold_hp = hyperparameters(cold.model(history))
+        assert any(not torch.equal(v, cold_hp[n]) for n, v in hyperparameters(ran_through).items())
+
+
+def test_a_fit_stuck_far_below_the_last_one_is_fitted_again_from_it() -> None:
+    """`rescue_fits`: a fit from the priors that explains the trials worse than the previous
+    fit's hyperparameters do, by more than `FAILED_FIT_MARGIN` per observation (here: fits
+    stopped after five L-BFGS steps), is fitted again from the previous fit and the better
+    kept; a resumed study refits that chain and ends where the one that ran through did."""
+    config, runner = _pile()
+    space = _optimizer("admire", config, runner).space
+    short = {**SMALL["admire"], "fit_maxiter": 5}
+    plain = make_optimizer("admire", space, {**short, "rescue_fits": False})
+    records = _drive(plain, config, runner, 14)
+    rescued = make_optimizer("admire", space, short)
+    costs = _costs(config, runner)
+    points = plain.gp.refit_points(records)
+    was = [fit_loss(plain.model(History(records[:p], costs))) for p in points]
+    now = [fit_loss(rescued.model(History(records[:p], costs))) for p in points]
+    assert all(n <= w for n, w in zip(now, was, strict=True))
+    assert any(n < w - FAILED_FIT_MARGIN for n, w in zip(now, was, strict=True))
+    resumed = make_optimizer("admire", space, short)
+    history = History(records, costs)
+    after = hyperparameters(resumed.model(history))
+    for name, value in hyperparameters(rescued.model(history)).items():
+        assert torch.equal(value, after[name]), name
 
 
 @pytest.mark.parametrize("kind", ["admire", "sf-cheap", "admire-ref", "regression"])

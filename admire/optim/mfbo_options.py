@@ -43,7 +43,7 @@ class MFBOOptions(Options):
     """A prior mean linear in the weights and the fidelity coordinates (`MixingLawMean` in
     `surrogate.py`), fitted with the GP, in place of a constant (an ablation, off)."""
     refit_growth: Annotated[float, NO_BOOL, Field(ge=0.0)] = 0.15
-    """Fit the GP's hyperparameters anew (from their priors; see `warm_start`) once the
+    """Fit the GP's hyperparameters anew (see `fit_from`) once the
     trials at some fidelity have grown by this fraction since the last fit, or a fidelity
     has its first trial; in between, the GP is conditioned on every trial with the last
     fit's hyperparameters. A fit is most of a proposal's time, and one more trial among many
@@ -53,13 +53,20 @@ class MFBOOptions(Options):
     """At most this many L-BFGS steps per fit of the hyperparameters: a fit stopped short
     of its optimum moves the posterior, and with it the pick, from one fit to the next
     (an ablation; more steps cost proportionally more time)."""
-    warm_start: bool = False
-    """Start each fit of the hyperparameters from the schedule's previous fit (the same study
-    a few trials earlier) instead of from their priors' modes; a fit at which some fidelity
-    has its first trial still starts from the priors. Up to a third less fitting time, but on the
-    bench the pick settled later (`pile-pool`, 20 seeds: stays from 0.66 units, against 0.026
-    from the priors), so it is off. Each fit in the chain is a function of the history alone,
-    so a resumed study refits the chain once and decides as the one it resumes."""
+    fit_from: Literal["priors", "previous", "better"] = "priors"
+    """Where each fit of the hyperparameters on the refit schedule starts: `priors`, from
+    their priors' modes; `previous`, from the schedule's previous fit (the same study a few
+    trials earlier), except at a fidelity's first trial (the `warm_start` ablation: the pick
+    settled later on the bench); `better`, from both, keeping the fit with the higher
+    marginal likelihood (priors included; an ablation: the pick settled later on
+    `synth-steps`). Each fit in a chain is a function of the history alone, so a resumed
+    study refits the chain once and decides as the one it resumes."""
+    rescue_fits: bool = True
+    """With `fit_from: priors`, take a fit that explains the trials worse than the previous
+    fit's hyperparameters do, by more than `FAILED_FIT_MARGIN` nats per observation, for one
+    stopped in a poor basin (flat mixture lengthscales, a large noise: it predicts wild
+    values for mixtures far from every run), fit again from the previous fit, and keep the
+    better of the two. Costs one more Cholesky factor per fit while fits converge."""
     validate_transfer: bool = False
     """Once the target has been run a few times (`TRANSFER_MIN_RUNS`), check that the cheap
     fidelities help predict it: the multi-fidelity GP's leave-one-out predictions of the

@@ -13,7 +13,13 @@ import torch
 
 from admire.config import Fidelity
 from admire.optim.base import History, SearchSpace
-from admire.optim.surrogate import encode, fit_surrogate, hyperparameters, loo_log_density
+from admire.optim.surrogate import (
+    encode,
+    fit_loss,
+    fit_surrogate,
+    hyperparameters,
+    loo_log_density,
+)
 from admire.trial import TrialRecord
 
 if TYPE_CHECKING:
@@ -22,6 +28,12 @@ if TYPE_CHECKING:
 TRANSFER_MIN_RUNS = 4
 """Target observations before `validate_transfer` compares models: with fewer, a GP of the
 target runs alone predicts each of them from almost nothing."""
+
+FAILED_FIT_MARGIN = 0.5
+"""Nats per observation by which a fit from the priors may explain the trials worse than
+the previous fit's hyperparameters do before `rescue_fits` takes it for a fit stopped in a
+poor basin. Between consecutive fits that converged the gap stays within about 0.1 either
+way; a fit stuck in a flat basin lost by 2.6 (`synth-steps`)."""
 
 
 class StudyGP:
@@ -105,7 +117,7 @@ class StudyGP:
 
     def _multi_fidelity(self, done: list):  # type: ignore[no-untyped-def,type-arg]
         points = self.refit_points(done)
-        if not self.options.warm_start:
+        if self.options.fit_from == "priors" and not self.options.rescue_fits:
             points = points[-1:]
         keys = [_key(done[:p]) for p in points]
         first = 0  # the fits already made, as a leading run of the chain
@@ -114,17 +126,31 @@ class StudyGP:
         hyper = self._fits[keys[first - 1]] if first else None
         model = None
         for p, key in zip(points[first:], keys[first:], strict=True):
-            # A fidelity's first trial is always a refit point, and moves its hyperparameters
-            # far: that fit starts afresh.
-            newcomer = all(r.spec.fidelity != done[p - 1].spec.fidelity for r in done[: p - 1])
-            warm = self.options.warm_start and not newcomer
-            model = self._fit(done[:p], init=hyper if warm else None)
+            model = self._chained_fit(done[:p], hyper)
             hyper = self._fits[key] = hyperparameters(model)
-        # Only the schedule's current chain can be warm-started from again.
+        # Only the schedule's current chain can be started from again.
         self._fits = {key: self._fits[key] for key in keys if key in self._fits}
         if model is not None and points[-1] == len(done):
             return model
         return self._fit(done, fixed=hyper)
+
+    def _chained_fit(self, done: list, hyper: dict | None):  # type: ignore[no-untyped-def,type-arg]
+        """The fit at a point of the refit schedule, `hyper` the fit kept at the one before
+        (`fit_from`, `rescue_fits`)."""
+        # A fidelity's first trial is always a refit point, and moves its hyperparameters
+        # far: from the previous fit alone, that fit starts afresh.
+        newcomer = all(r.spec.fidelity != done[-1].spec.fidelity for r in done[:-1])
+        fit_from = self.options.fit_from
+        if hyper is not None and fit_from == "previous" and not newcomer:
+            return self._fit(done, init=hyper)
+        model = self._fit(done)
+        if hyper is None or fit_from == "previous":
+            return model
+        if fit_from == "priors":
+            kept = fit_loss(self._fit(done, fixed=hyper))
+            if fit_loss(model) <= kept + FAILED_FIT_MARGIN:
+                return model
+        return min(model, self._fit(done, init=hyper), key=fit_loss)
 
     def _fit(self, done: list, fixed: dict | None = None, init: dict | None = None):  # type: ignore[no-untyped-def,type-arg]
         w, f, y = self._observations(done)

@@ -256,21 +256,30 @@ def _dense_loss(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure:
     microseconds, and GPyTorch's lazy-tensor machinery around it (lazy kernel evaluation,
     the multivariate normal's checks) was most of each of the ~150 L-BFGS steps of a fit."""
     model = mll.model
-    x, y = model.train_inputs[0], model.train_targets
-    n = len(y)
     parameters = {k: v for k, v in mll.named_parameters() if v.requires_grad}
 
-    def loss() -> Tensor:
-        chol = psd_safe_cholesky(_train_covariance(model))
-        resid = (y - model.mean_module(x)).unsqueeze(-1)
-        alpha = torch.cholesky_solve(resid, chol)
-        log_p = -0.5 * (resid * alpha).sum() - chol.diagonal().log().sum()
-        log_p = log_p - 0.5 * n * math.log(2 * math.pi)
-        for _, module, prior, closure, _ in model.named_priors():
-            log_p = log_p + prior.log_prob(closure(module)).sum()
-        return -log_p / n
+    return ForwardBackwardClosure(lambda: _map_loss(model), parameters)
 
-    return ForwardBackwardClosure(loss, parameters)
+
+def fit_loss(model: SingleTaskGP) -> float:
+    """What a fit minimises, at the model's hyperparameters: the negative log marginal
+    likelihood per observation with the priors' log densities (lower is better; two fits of
+    the same observations compare on it)."""
+    with torch.no_grad():
+        return float(_map_loss(model))
+
+
+def _map_loss(model: SingleTaskGP) -> Tensor:
+    x, y = model.train_inputs[0], model.train_targets
+    n = len(y)
+    chol = psd_safe_cholesky(_train_covariance(model))
+    resid = (y - model.mean_module(x)).unsqueeze(-1)
+    alpha = torch.cholesky_solve(resid, chol)
+    log_p = -0.5 * (resid * alpha).sum() - chol.diagonal().log().sum()
+    log_p = log_p - 0.5 * n * math.log(2 * math.pi)
+    for _, module, prior, closure, _ in model.named_priors():
+        log_p = log_p + prior.log_prob(closure(module)).sum()
+    return -log_p / n
 
 
 def _train_covariance(model: SingleTaskGP) -> Tensor:
