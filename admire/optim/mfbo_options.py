@@ -66,7 +66,9 @@ class MFBOOptions(Options):
     fit's hyperparameters do, by more than `FAILED_FIT_MARGIN` nats per observation, for one
     stopped in a poor basin (flat mixture lengthscales, a large noise: it predicts wild
     values for mixtures far from every run), fit again from the previous fit, and keep the
-    better of the two. Costs one more Cholesky factor per fit while fits converge."""
+    better of the two. Costs one more Cholesky factor per fit while fits converge; the fits
+    form a chain, so a study loaded in a new process refits every point of the schedule once
+    (off: the last point only)."""
     validate_transfer: bool = False
     """Once the target has been run a few times (`TRANSFER_MIN_RUNS`), check that the cheap
     fidelities help predict it: the multi-fidelity GP's leave-one-out predictions of the
