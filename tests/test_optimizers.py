@@ -620,7 +620,7 @@ def test_a_fit_stuck_far_below_the_last_one_is_fitted_again_from_it() -> None:
     """`rescue_fits`: a fit from the priors that explains the trials worse than the previous
     fit's hyperparameters do, by more than `FAILED_FIT_MARGIN` per observation (here: fits
     stopped after five L-BFGS steps), is fitted again from the previous fit and the better
-    kept; a resumed study refits that chain and ends where the one that ran through did."""
+    kept; a resumed study repeats those fits and ends where the one that ran through did."""
     config, runner = _pile()
     space = _optimizer("admire", config, runner).space
     short = {**SMALL["admire"], "fit_maxiter": 5}

@@ -63,12 +63,12 @@ class MFBOOptions(Options):
     study refits the chain once and decides as the one it resumes."""
     rescue_fits: bool = True
     """With `fit_from: priors`, take a fit that explains the trials worse than the previous
-    fit's hyperparameters do, by more than `FAILED_FIT_MARGIN` nats per observation, for one
-    stopped in a poor basin (flat mixture lengthscales, a large noise: it predicts wild
-    values for mixtures far from every run), fit again from the previous fit, and keep the
-    better of the two. Costs one more Cholesky factor per fit while fits converge; the fits
-    form a chain, so a study loaded in a new process refits every point of the schedule once
-    (off: the last point only)."""
+    point's fit from the priors does (its hyperparameters conditioned on the same trials),
+    by more than `FAILED_FIT_MARGIN` nats per observation, for one stopped in a poor basin
+    (flat mixture lengthscales, a large noise: it predicts wild values for mixtures far from
+    every run), fit again from that previous fit, and keep the better of the two. Costs one
+    more Cholesky factor per fit while fits converge, and a study loaded in a new process
+    makes two fits where it made one."""
     validate_transfer: bool = False
     """Once the target has been run a few times (`TRANSFER_MIN_RUNS`), check that the cheap
     fidelities help predict it: the multi-fidelity GP's leave-one-out predictions of the

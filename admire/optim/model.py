@@ -31,9 +31,9 @@ target runs alone predicts each of them from almost nothing."""
 
 FAILED_FIT_MARGIN = 0.5
 """Nats per observation by which a fit from the priors may explain the trials worse than
-the previous fit's hyperparameters do before `rescue_fits` takes it for a fit stopped in a
-poor basin. Between consecutive fits that converged the gap stays within about 0.1 either
-way; a fit stuck in a flat basin lost by 2.6 (`synth-steps`)."""
+the previous refit point's fit from the priors does before `rescue_fits` takes it for a fit
+stopped in a poor basin. Between consecutive fits that converged the gap stays within about
+0.1 either way; a fit stuck in a flat basin lost by 2.6 (`synth-steps`)."""
 
 
 class StudyGP:
@@ -50,7 +50,8 @@ class StudyGP:
     ) -> None:
         self.space, self.options, self.value, self.at = space, options, value, at
         self._model_cache: tuple[tuple[int, str], object, bool] | None = None
-        self._fits: dict[tuple[int, str], dict] = {}
+        # Per refit point: the next point's start and the fit kept there.
+        self._fits: dict[tuple[int, str], tuple[dict, dict]] = {}
         self._size_cache: tuple[tuple[int, str], object] | None = None
 
     def model(self, history: History):  # type: ignore[no-untyped-def]
@@ -117,40 +118,45 @@ class StudyGP:
 
     def _multi_fidelity(self, done: list):  # type: ignore[no-untyped-def,type-arg]
         points = self.refit_points(done)
-        if self.options.fit_from == "priors" and not self.options.rescue_fits:
-            points = points[-1:]
+        if self.options.fit_from == "priors":
+            # A fit from the priors depends on its own trials alone; a rescue looks one back.
+            points = points[-2:] if self.options.rescue_fits else points[-1:]
         keys = [_key(done[:p]) for p in points]
         first = 0  # the fits already made, as a leading run of the chain
         while first < len(keys) and keys[first] in self._fits:
             first += 1
-        hyper = self._fits[keys[first - 1]] if first else None
+        start, kept = self._fits[keys[first - 1]] if first else (None, None)
         model = None
         for p, key in zip(points[first:], keys[first:], strict=True):
-            model = self._chained_fit(done[:p], hyper)
-            hyper = self._fits[key] = hyperparameters(model)
+            model, start = self._chained_fit(done[:p], start)
+            kept = hyperparameters(model)
+            self._fits[key] = (start, kept)
         # Only the schedule's current chain can be started from again.
         self._fits = {key: self._fits[key] for key in keys if key in self._fits}
         if model is not None and points[-1] == len(done):
             return model
-        return self._fit(done, fixed=hyper)
+        return self._fit(done, fixed=kept)
 
-    def _chained_fit(self, done: list, hyper: dict | None):  # type: ignore[no-untyped-def,type-arg]
-        """The fit at a point of the refit schedule, `hyper` the fit kept at the one before
-        (`fit_from`, `rescue_fits`)."""
+    def _chained_fit(self, done: list, start: dict | None):  # type: ignore[no-untyped-def,type-arg]
+        """The fit at a point of the refit schedule (`fit_from`, `rescue_fits`), given the
+        previous point's `start`: the fit kept there, or with `fit_from: priors` its fit from
+        the priors. Returns the fit and the next point's start."""
         # A fidelity's first trial is always a refit point, and moves its hyperparameters
         # far: from the previous fit alone, that fit starts afresh.
         newcomer = all(r.spec.fidelity != done[-1].spec.fidelity for r in done[:-1])
         fit_from = self.options.fit_from
-        if hyper is not None and fit_from == "previous" and not newcomer:
-            return self._fit(done, init=hyper)
-        model = self._fit(done)
-        if hyper is None or fit_from == "previous":
-            return model
+        if start is not None and fit_from == "previous" and not newcomer:
+            model = self._fit(done, init=start)
+            return model, hyperparameters(model)
+        fresh = self._fit(done)
+        if start is None or fit_from == "previous":
+            return fresh, hyperparameters(fresh)
         if fit_from == "priors":
-            kept = fit_loss(self._fit(done, fixed=hyper))
-            if fit_loss(model) <= kept + FAILED_FIT_MARGIN:
-                return model
-        return min(model, self._fit(done, init=hyper), key=fit_loss)
+            stale = fit_loss(self._fit(done, fixed=start))
+            if fit_loss(fresh) <= stale + FAILED_FIT_MARGIN:
+                return fresh, hyperparameters(fresh)
+        model = min(fresh, self._fit(done, init=start), key=fit_loss)
+        return model, hyperparameters(fresh if fit_from == "priors" else model)
 
     def _fit(self, done: list, fixed: dict | None = None, init: dict | None = None):  # type: ignore[no-untyped-def,type-arg]
         w, f, y = self._observations(done)
