@@ -128,8 +128,9 @@ class StudyGP:
         start, kept = self._fits[keys[first - 1]] if first else (None, None)
         model = None
         for p, key in zip(points[first:], keys[first:], strict=True):
-            model, start = self._chained_fit(done[:p], start)
+            model, origin = self._chained_fit(done[:p], start)
             kept = hyperparameters(model)
+            start = kept if origin is model else hyperparameters(origin)
             self._fits[key] = (start, kept)
         # Only the schedule's current chain can be started from again.
         self._fits = {key: self._fits[key] for key in keys if key in self._fits}
@@ -140,23 +141,23 @@ class StudyGP:
     def _chained_fit(self, done: list, start: dict | None):  # type: ignore[no-untyped-def,type-arg]
         """The fit at a point of the refit schedule (`fit_from`, `rescue_fits`), given the
         previous point's `start`: the fit kept there, or with `fit_from: priors` its fit from
-        the priors. Returns the fit and the next point's start."""
+        the priors. Returns the fit and the one the next point starts from."""
         # A fidelity's first trial is always a refit point, and moves its hyperparameters
         # far: from the previous fit alone, that fit starts afresh.
         newcomer = all(r.spec.fidelity != done[-1].spec.fidelity for r in done[:-1])
         fit_from = self.options.fit_from
         if start is not None and fit_from == "previous" and not newcomer:
             model = self._fit(done, init=start)
-            return model, hyperparameters(model)
+            return model, model
         fresh = self._fit(done)
         if start is None or fit_from == "previous":
-            return fresh, hyperparameters(fresh)
+            return fresh, fresh
         if fit_from == "priors":
             stale = fit_loss(self._fit(done, fixed=start))
             if fit_loss(fresh) <= stale + FAILED_FIT_MARGIN:
-                return fresh, hyperparameters(fresh)
+                return fresh, fresh
         model = min(fresh, self._fit(done, init=start), key=fit_loss)
-        return model, hyperparameters(fresh if fit_from == "priors" else model)
+        return model, fresh if fit_from == "priors" else model
 
     def _fit(self, done: list, fixed: dict | None = None, init: dict | None = None):  # type: ignore[no-untyped-def,type-arg]
         w, f, y = self._observations(done)
