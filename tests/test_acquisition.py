@@ -35,7 +35,7 @@ def _fit(runner, fids, weights: np.ndarray, fid_index: list[int]):
 def test_cheap_runs_inform_the_target_before_any_target_run(synth) -> None:
     """With every run at the cheapest fidelity, a cheap run still has value for the target
     ranking (the fidelity prior expects cheap runs to be informative), and the knowledge
-    gradient is positive, finite and divided by the price."""
+    gradient is positive, finite and divided by the price (scores are its logs)."""
     _, runner, space, fids = synth
     observed = space.space_filling(8, seed=0)
     model = _fit(runner, fids, observed, [0] * 8)
@@ -50,9 +50,7 @@ def test_cheap_runs_inform_the_target_before_any_target_run(synth) -> None:
         target,
         space.sample(64, seed=2),
     )
-    assert np.all(np.isfinite(kg)) and np.all(kg >= 0)
-    assert kg[:32].max() > 0, "cheap runs must carry information about the target"
-    assert kg[32:].max() > 0
+    assert np.all(np.isfinite(kg)), "every run carries some information about the target"
     priced = mf_kg_scores(
         model,
         cand,
@@ -62,7 +60,7 @@ def test_cheap_runs_inform_the_target_before_any_target_run(synth) -> None:
         target,
         space.sample(64, seed=2),
     )
-    assert priced == pytest.approx(kg[:32] / 2.0)
+    assert priced == pytest.approx(kg[:32] - math.log(2.0))
 
 
 def test_an_observed_target_run_has_no_value_left(synth) -> None:
@@ -280,3 +278,61 @@ def test_validate_transfer_drops_cheap_runs_only_where_they_mislead(faithful: bo
     (proposal,) = opt.propose(history, remaining=5.0)
     if not faithful:
         assert proposal.fidelity == grid[1]
+
+
+def _exact_kg(
+    model, weights: np.ndarray, fid: np.ndarray, target_w: np.ndarray
+) -> tuple[float, float]:
+    """The knowledge gradient of one run, from the model itself: the target means after
+    conditioning on two outcomes of the run (they move linearly in it), then the expectation
+    of their best over the outcome's normal, integrated on a fine grid out to 12 sds; and the
+    share of it from outcomes more than 2.4 sds out."""
+    x = encode(torch.tensor(weights[None, :]), torch.tensor(fid[None, :]))
+    xt = encode(torch.tensor(target_w), torch.tensor(fid[None, :]).expand(len(target_w), -1))
+    with torch.no_grad():
+        post = model.posterior(x, observation_noise=True)
+        mu_y, sd_y = post.mean.reshape(1, 1), post.variance.sqrt().reshape(1, 1)
+        now = model.posterior(xt).mean.squeeze(-1)
+        moved = model.condition_on_observations(x, mu_y + sd_y).posterior(xt).mean.squeeze(-1)
+        # Conditioning on the mean itself leaves every target mean where it is.
+        still = model.condition_on_observations(x, mu_y).posterior(xt).mean.squeeze(-1)
+    slope = (moved - still).numpy()
+    z = np.linspace(-12.0, 12.0, 24_001)
+    best = (now.numpy()[None, :] + z[:, None] * slope[None, :]).max(axis=1)
+    pdf = np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
+    gain = (best - now.numpy().max()) * pdf * (z[1] - z[0])
+    return float(gain.sum()), float(gain[np.abs(z) > 2.4].sum() / max(gain.sum(), 1e-300))
+
+
+def test_late_in_a_study_the_knowledge_gradient_still_ranks_the_runs(synth) -> None:
+    """Dense target runs leave every unmeasured mixture some sds behind the best mean: the
+    whole gain of a run then lies beyond the fixed quantiles' reach. The scores still rank
+    the runs as the exact knowledge gradient does (when every score was 0, the first in the
+    list ran, a mixture no likelier than any other to change the pick), and never overstate
+    it."""
+    _, runner, space, fids = synth
+    target = fids.target_index
+    coords = fids.coords()
+    ran = space.space_filling(40, seed=0)
+    model = _fit(runner, fids, ran, [target] * 40)
+    pool = space.sample(96, seed=7)
+    now = predict(model, np.concatenate([ran, pool]), coords[target])
+    gap = (now.mean.max() - now.mean[40:]) / now.sd[40:]
+    cand = pool[gap > 3.0]
+    targets = np.concatenate([ran, cand])
+    kg = mf_kg_scores(
+        model,
+        cand,
+        np.full(len(cand), target),
+        coords,
+        np.ones(len(fids.fidelities)),
+        target,
+        targets,
+    )
+    exact, tail = np.array([_exact_kg(model, w, coords[target], targets) for w in cand]).T
+    top = np.argsort(-exact)[:3]
+    assert len(cand) > 20 and exact[top[-1]] > 1e-14
+    assert np.all(tail[top] > 0.9), "a late study: the gain lies in the tails"
+    assert int(np.argmax(kg)) == int(top[0])
+    assert np.all(kg[top] <= np.log(exact[top]) + 1e-3)
+    assert np.all(kg[top] >= np.log(exact[top]) - math.log(10.0))
